@@ -37,6 +37,11 @@ export interface ConversationStatusRecord {
    */
   delivery_status?: DeliveryStatus;
   delivery_updated_at?: string;
+  /**
+   * When the local gateway's crash recovery last started the run again (local/engine/recovery.ts; never on AWS, where
+   * an Express execution is not restarted): the run ends within RUN_LOST_AFTER_SECONDS of then, not of accepted_at.
+   */
+  restarted_at?: string;
   /** Epoch seconds; the DynamoDB TTL attribute. */
   expires_at: number;
 }
@@ -171,6 +176,16 @@ export function authorizeStatusRequest(
 }
 
 /**
+ * When the conversation's run last began: its acceptance, or a later start again by local crash recovery (a gateway
+ * down longer than RUN_LOST_AFTER_SECONDS would otherwise have its run read as lost while it runs again).
+ */
+function runStartedAt(record: ConversationStatusRecord): number {
+  const accepted = Date.parse(record.accepted_at);
+  const restarted = typeof record.restarted_at === 'string' ? Date.parse(record.restarted_at) : Number.NaN;
+  return Number.isFinite(restarted) && restarted > accepted ? restarted : accepted;
+}
+
+/**
  * The answer to an authorised GET: 404 when there is no such record or it is another source's (the same answer, so
  * a source learns nothing of others' conversations); otherwise 200 with `status` and, once ended, the body a
  * synchronous call would have returned. A running conversation asks the poller to come back (Retry-After).
@@ -185,7 +200,7 @@ export function statusResult(
   if (!record || record.source_system !== source || record.expires_at <= Math.floor(now.getTime() / 1000))
     return { ...notFound(conversationId, source), headers: noStore };
   if (record.status === 'running' || record.body === undefined) {
-    const lostAt = Date.parse(record.accepted_at) + RUN_LOST_AFTER_SECONDS * 1000;
+    const lostAt = runStartedAt(record) + RUN_LOST_AFTER_SECONDS * 1000;
     if (now.getTime() >= lostAt)
       return {
         statusCode: 200,

@@ -200,6 +200,18 @@ export class FileStatusStore implements ConversationStatusStore {
     return true;
   }
 
+  /**
+   * Local crash recovery started the run again at `now` (local/engine/recovery.ts): a running record says so
+   * (restarted_at), so that its status reads running while the run goes on, however long the gateway was down. A
+   * record that is not running (or damaged) is left as it is.
+   */
+  async restarted(conversationId: string, now: Date): Promise<boolean> {
+    const record = await this.readable(conversationId);
+    if (record?.status !== 'running') return false;
+    await this.write({ ...record, restarted_at: now.toISOString() });
+    return true;
+  }
+
   private async readable(conversationId: string): Promise<ConversationStatusRecord | null> {
     return this.get(conversationId).catch((error: unknown) => {
       if (error instanceof UnreadableFileError) return null;

@@ -55,7 +55,9 @@ export interface ThreadStore {
   ): Promise<number>;
   /**
    * Keep an answered turn until THREAD_TTL_DAYS after its `answered_at` (again: the same turn overwrites itself, as
-   * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`.
+   * a re-export does, and keeps its expiry). `now` stands in for an unreadable `answered_at`. A turn already expired
+   * at `now` (a redelivery, redrive or resend re-exporting a conversation answered that long ago) writes nothing: it
+   * is no history any more, and its number may be a turn of the thread started again since (expiredTurn).
    */
   recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date, signal?: AbortSignal): Promise<void>;
   /**
@@ -95,6 +97,15 @@ const DAY_MS = 86_400_000;
 function answeredAt(turn: ThreadTurn, now: Date): Date {
   const at = Date.parse(turn.answered_at);
   return Number.isFinite(at) ? new Date(at) : now;
+}
+
+/**
+ * A turn answered THREAD_TTL_DAYS or longer before `now`: never read again, so never written. Written, it replaced
+ * the turn of the same number of the thread started again at turn 1 since (unused for THREAD_TTL_DAYS), which reads
+ * then skipped as expired: a resend of an old conversation took a turn out of the new thread's history.
+ */
+function expiredTurn(turn: ThreadTurn, now: Date, ttlDays: number): boolean {
+  return answeredAt(turn, now).getTime() + ttlDays * DAY_MS <= now.getTime();
 }
 
 /**
@@ -195,6 +206,7 @@ export class DynamoThreadStore implements ThreadStore {
     now: Date,
     signal?: AbortSignal,
   ): Promise<void> {
+    if (expiredTurn(turn, now, this.ttlDays)) return;
     const { sdk, db } = await dynamoDb();
     await db.send(
       new sdk.PutItemCommand({
@@ -316,6 +328,7 @@ export class FileThreadStore implements ThreadStore {
   }
 
   async recordTurn(sourceSystem: string, threadId: string, turn: ThreadTurn, now: Date): Promise<void> {
+    if (expiredTurn(turn, now, this.ttlDays)) return;
     const folder = this.folder(sourceSystem, threadId);
     await withThreadFolder(folder, async () => {
       await mkdir(folder, { recursive: true, mode: 0o700 });

@@ -169,8 +169,9 @@ export class WebhookApi extends Construct {
     const conversation = this.api.root.addResource('conversations').addResource('{conversation_id}');
     const status = new LambdaIntegration(props.statusFunction, { proxy: true });
     for (const method of READ_METHODS) conversation.addMethod(method, status, { apiKeyRequired: props.apiKeyRequired });
-    conversation.addMethod('ANY', methodNotAllowed(READ_METHODS.join(', ')), {
-      methodResponses: [jsonMethodResponse(405, ['Allow'])],
+    // Its 405 is Cache-Control: no-store as every answer of the route (docs/contract.md#get-conversationsid), locally too.
+    conversation.addMethod('ANY', methodNotAllowed(READ_METHODS.join(', '), { uncached: true }), {
+      methodResponses: [jsonMethodResponse(405, ['Allow', 'Cache-Control'])],
     });
 
     const health = this.api.root.addResource('health');
@@ -376,7 +377,7 @@ function jsonMethodResponse(status: number, headers: string[] = []): MethodRespo
 }
 
 /** Any other method on a known route: 405 with the contract's body and `Allow` (RFC 9110), without the workflow. */
-function methodNotAllowed(allow: string): MockIntegration {
+function methodNotAllowed(allow: string, { uncached = false } = {}): MockIntegration {
   const { statusCode, template } = gatewayErrorTemplate('METHOD_NOT_ALLOWED');
   return new MockIntegration({
     passthroughBehavior: PassthroughBehavior.WHEN_NO_TEMPLATES,
@@ -385,7 +386,11 @@ function methodNotAllowed(allow: string): MockIntegration {
       {
         statusCode: String(statusCode),
         responseTemplates: { [JSON_TYPE]: template },
-        responseParameters: { ...CONTENT_TYPE_MAPPING, 'method.response.header.Allow': `'${allow}'` },
+        responseParameters: {
+          ...CONTENT_TYPE_MAPPING,
+          'method.response.header.Allow': `'${allow}'`,
+          ...(uncached ? { 'method.response.header.Cache-Control': `'${NO_STORE['cache-control']}'` } : {}),
+        },
       },
     ],
   });

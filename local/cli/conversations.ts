@@ -12,13 +12,13 @@ import { settings } from '../../functions/shared/settings.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
-  compareRows,
   type FilterableConversation,
   FilterError,
   type FilterFlags,
   idTimeMs,
   isEmptyFilter,
   parseFilter,
+  sortRows,
   statusLabel,
 } from '../history/conversation-filters.ts';
 import { inboundWebhookId, latestRecord, recoveredAfterStop } from '../history/conversations.ts';
@@ -162,7 +162,7 @@ export async function conversationsList(args: string[]): Promise<number> {
   if (awsRequested(values)) return conversationsSearch(args, { listing: true });
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const { rows: summaries, unread, unreadMatching } = await listWithProgress(store, filter, limit);
-  summaries.sort(compareRows(filter));
+  sortRows(summaries, filter);
   const shown = summaries.slice(0, limit);
   if (values.json) {
     outJson(shown);
@@ -290,7 +290,7 @@ export async function conversationsShow(args: string[]): Promise<number> {
 async function conversationOfKey(filter: ConversationFilter): Promise<string> {
   const store = new ExecutionStore(resolveOptions().dataDir, { onUnreadable: skippedHistory });
   const { rows } = await listWithProgress(store, filter, 50);
-  rows.sort(compareRows(filter));
+  sortRows(rows, filter);
   const [newest, ...others] = rows;
   if (!newest)
     throw new CliError(
@@ -553,6 +553,9 @@ export async function conversationsSearch(args: string[], mode: { listing?: bool
   }
   const matches = Number(rows[0]?.matches ?? 0);
   const shown = rows.map((r) => hitOfRow(r, text));
+  // A thread in turn order as the local listing shows it: SQL orders by turn alone, so a thread started again after
+  // THREAD_TTL_DAYS (--since that far back) came interleaved with its earlier life (sortRows).
+  if (mode.listing && filter.thread !== null) sortRows(shown, filter);
   note(
     mode.listing
       ? `${matches} exported conversations in ${where}`

@@ -304,10 +304,11 @@ async function start(): Promise<number> {
   const rel = shownPath;
   out(`webhook-gateway (local) listening on ${gateway.url}`);
   const keys = parseApiKeys(process.env.API_KEYS);
-  for (const line of exposureLines(options.host, {
-    requireSigned: gateway.settings.requireSignedWebhooks,
-    apiKeys: keys.required,
-  }))
+  for (const line of exposureLines(
+    options.host,
+    { requireSigned: gateway.settings.requireSignedWebhooks, apiKeys: keys.required },
+    options.publicUrl ?? null,
+  ))
     out(line);
   out(
     `  POST ${gateway.url}/webhook   one conversation = one run of statemachine/conversation.asl.json (aws-local-stepfunctions)`,

@@ -10,10 +10,11 @@ import type { AnalyticsEngine } from '../analytics/engine.ts';
 import type { ExecutionRecord } from '../engine/engine.ts';
 import {
   type ConversationFilter,
-  compareRows,
+  type FilterableConversation,
   idTimeMs,
   matchesFilter,
   mayMatch,
+  sortRows,
 } from '../history/conversation-filters.ts';
 import { type ConversationSummary, latestRecord, summarize } from '../history/conversations.ts';
 import type { UnreadableReceiver } from '../history/endpoints.ts';
@@ -155,7 +156,7 @@ export async function listedConversations(
     const summary = summarize(id, runs);
     if (summary && matchesFilter(summary, filter) && isAfter(summary, cursor)) candidates.push(summary);
   }
-  candidates.sort(compareRows(filter));
+  sortRows(candidates, filter);
   const rows: ConsoleRow[] = [];
   for (const { conversation_id: id } of candidates.slice(0, limit)) {
     const { executions } = await conversationExecutions(ctx, id);
@@ -184,16 +185,31 @@ export async function listedConversations(
 }
 
 /**
- * The conversations of a source's thread, in turn order, each with its record: those of that source (its id says
- * which are: mayMatch) that the summary index says are of the thread, or does not know; on AWS `conversations list
- * --thread --aws` asks the SQL table.
+ * The most turns the console's thread page shows: the newest, in turn order. Each one shown is its whole history
+ * read (its question and answer); a thread of 3,000 turns read whole was a 2.4 MB page and 2 s of the gateway's CPU
+ * at every live refresh, which any conversation of any source brings (docs/operations.md, "A thread").
+ */
+const THREAD_PAGE_TURNS = 100;
+
+export interface ThreadTurns {
+  /** The newest `limit` turns of the thread (turns still running included), in turn order. */
+  turns: { row: ConsoleRow; record: ConversationRecord }[];
+  /** How many earlier turns of the thread are not among them. */
+  earlier: number;
+}
+
+/**
+ * The newest `limit` conversations of a source's thread, in turn order, each with its record: those of that source
+ * (its id says which are: mayMatch) that the summary index says are of the thread, or does not know. The index's rows
+ * say each one's turn, so only the histories of the turns shown are read; on AWS `conversations list --thread --aws`
+ * asks the SQL table.
  */
 export async function threadConversations(
   ctx: ConsoleContext,
   sourceSystem: string,
   threadId: string,
-): Promise<{ row: ConsoleRow; record: ConversationRecord }[]> {
-  const turns: { row: ConsoleRow; record: ConversationRecord }[] = [];
+  limit = THREAD_PAGE_TURNS,
+): Promise<ThreadTurns> {
   const filter = {
     sources: [sourceSystem],
     types: [],
@@ -209,48 +225,64 @@ export async function threadConversations(
   const index = SummaryIndex.of(ctx.executions);
   await index.refresh();
   // The summary index says which conversations are of the thread: only those are looked at (their folders checked
-  // unchanged: rowOf), and read in full. Before, every conversation of the source was checked (3 s at 50,000).
+  // unchanged: rowOf). Before, every conversation of the source was checked (3 s at 50,000).
   const candidates = await index.mayBeOfThread(
     (await ctx.executions.conversationIds()).filter((id) => mayMatch(id, filter)),
     sourceSystem,
     threadId,
   );
   const looked = await mapConcurrently(candidates, 32, (id) => index.rowOf(id));
-  for (const [i, id] of candidates.entries()) {
-    const known = looked[i]!;
+  type Found = { row: FilterableConversation; executions?: ExecutionRecord[]; running?: true };
+  const found: Found[] = [];
+  for (const known of looked) {
     if (!known.row || !matchesFilter(known.row, filter)) continue;
-    const executions = known.executions ?? (await ctx.executions.executions(id));
+    found.push({ row: known.row, executions: known.executions });
+  }
+  await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
+  // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
+  const listed = new Set(found.map((f) => f.row.conversation_id));
+  for (const id of runningByConversation(ctx).keys()) {
+    if (!mayMatch(id, filter) || listed.has(id)) continue;
+    const { executions } = await conversationExecutions(ctx, id);
+    const record = latestRecord(executions);
+    const summary = summarize(id, executions);
+    if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem || !summary) continue;
+    found.push({ row: summary, executions, running: true });
+  }
+  // In turn order, each life of a thread started again after the one before (sortRows); the newest `limit` shown.
+  const order = sortRows(
+    found.map((f) => f.row),
+    filter,
+  );
+  const at = new Map(order.map((row, i) => [row.conversation_id, i]));
+  found.sort((a, b) => at.get(a.row.conversation_id)! - at.get(b.row.conversation_id)!);
+  const shown = found.slice(Math.max(0, found.length - Math.max(0, limit)));
+  const turns: ThreadTurns['turns'] = [];
+  for (const {
+    row: { conversation_id: id },
+    executions: known,
+    running,
+  } of shown) {
+    const executions = known ?? (await ctx.executions.executions(id));
     const record = latestRecord(executions);
     if (record?.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
     const summary = summarize(id, executions);
     if (!summary) continue;
     turns.push({
-      row: {
-        ...summary,
-        agent_ms: record.execution.timings.agent_ms,
-        delivery_ms: record.execution.timings.delivery_ms,
-        later_deliveries: [],
-        attempts: record.execution.delivery_attempts.length,
-        redelivering: null,
-      },
+      row: running
+        ? { ...summary, agent_ms: null, delivery_ms: null, later_deliveries: [], attempts: 0, redelivering: null }
+        : {
+            ...summary,
+            agent_ms: record.execution.timings.agent_ms,
+            delivery_ms: record.execution.timings.delivery_ms,
+            later_deliveries: [],
+            attempts: record.execution.delivery_attempts.length,
+            redelivering: null,
+          },
       record,
     });
   }
-  await index.save({ until: Date.now() + LISTING_LOCK_WAIT_MS });
-  // A turn still running with no saved history yet (its caller waiting for the answer) is a turn of it too.
-  for (const id of runningByConversation(ctx).keys()) {
-    if (!mayMatch(id, filter) || turns.some((t) => t.row.conversation_id === id)) continue;
-    const { executions } = await conversationExecutions(ctx, id);
-    const record = latestRecord(executions);
-    const summary = summarize(id, executions);
-    if (!record || !summary) continue;
-    if (record.metadata.thread_id !== threadId || record.metadata.source_system !== sourceSystem) continue;
-    turns.push({
-      row: { ...summary, agent_ms: null, delivery_ms: null, later_deliveries: [], attempts: 0, redelivering: null },
-      record,
-    });
-  }
-  return turns.sort((a, b) => (a.row.thread_turn ?? 0) - (b.row.thread_turn ?? 0));
+  return { turns, earlier: found.length - shown.length };
 }
 
 /**

@@ -330,11 +330,15 @@ function consolePages(ctx: ConsoleContext) {
             const source = canonicalSource(asked);
             const v = await versionBefore(req, () => version(ctx));
             const turns = await threadConversations(ctx, source, threadId);
+            // Live like the list, and as often at most: it follows every conversation's change (the list's version),
+            // of any source or thread, and each refresh reads its turns again.
             sendPage(req, res, isFragment(req), {
               title: `Thread ${threadId}`,
               version: v,
               fragmentSrc: `${threadPath(source, threadId)}?fragment=1`,
               body: threadFragment(source, threadId, turns),
+              liveTitle: `refreshes when a conversation arrives or changes, at most every ${LIST_MIN_REFRESH_MS / 1000} s`,
+              minRefreshMs: LIST_MIN_REFRESH_MS,
             });
           },
         },

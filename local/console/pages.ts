@@ -229,12 +229,16 @@ export function listRefusedFragment(params: URLSearchParams, reason: string): Sa
 /** The way back to the list, atop every page below it. */
 const crumbs = () => html`<p class="crumbs"><a href="/console">← all conversations</a></p>`;
 
-/** A source's thread, its conversations in turn order: each question with its answer, as the thread went. */
+/**
+ * A source's thread, its conversations in turn order: each question with its answer, as the thread went; of a long
+ * thread the newest turns (threadConversations), and a line saying how many earlier ones and how to list them.
+ */
 export function threadFragment(
   sourceSystem: string,
   threadId: string,
-  turns: { row: ConsoleRow; record: ConversationRecord }[],
+  { turns, earlier }: { turns: { row: ConsoleRow; record: ConversationRecord }[]; earlier: number },
 ): SafeHtml {
+  const command = `npx webhook-gateway conversations list --thread ${threadId} --source ${sourceSystem}`;
   const body =
     turns.length === 0
       ? html`<p class="empty">No conversation of ${sourceSystem} is in thread ${threadId} (yet).</p>`
@@ -246,8 +250,12 @@ export function threadFragment(
 </li>`,
         )}</ol>`;
   return html`${crumbs()}<section>
-  <h1>Thread ${threadId} <small>${sourceSystem}</small> <span class="count">${turns.length}</span></h1>
-  <p class="more"><code>npx webhook-gateway conversations list --thread ${threadId} --source ${sourceSystem}</code></p>
+  <h1>Thread ${threadId} <small>${sourceSystem}</small> <span class="count">${turns.length + earlier}</span></h1>
+  ${
+    earlier > 0
+      ? html`<p class="more" id="earlier-turns">The newest ${turns.length} turns; the ${earlier} earlier ones are not shown here: <code>${command} --limit ${turns.length + earlier}</code></p>`
+      : html`<p class="more"><code>${command}</code></p>`
+  }
   ${body}
 </section>`;
 }

@@ -870,13 +870,16 @@ async function freeUnaccepted(
  * Start an asynchronous conversation's run again (RecoveryContext.restart), its `begin` journaled before this returns.
  * Its key's claim is made fresh first: it lapsed (7 minutes) if the gateway was down longer, and then the start's sweep
  * removed it while the run went on, so the run's answer was not kept (WEBHOOK_IDEMPOTENCY_KEY_LOST) and a retry with
- * the key ran a second conversation, or was not refused as IDEMPOTENCY_KEY_REUSED for another body.
+ * the key ran a second conversation, or was not refused as IDEMPOTENCY_KEY_REUSED for another body. Its status says
+ * when it was started again: read 7 minutes after acceptance, it said `failed` (INTERNAL_ERROR, its run taken for
+ * lost) while the run went on, then `completed`.
  */
 async function startAgain(ctx: RecoveryContext, name: string, input: unknown, restart: RunRestart, now: Date) {
   const accepted = (input as { accepted?: { conversation?: ConversationRecord } } | null)?.accepted?.conversation;
   const key = accepted?.metadata?.idempotency_key;
   if (key && ctx.idempotency?.renewInProgress)
     await ctx.idempotency.renewInProgress(idempotencyPk(accepted.metadata.source_system, key), name, now);
+  if (accepted?.conversation_id && ctx.statuses) await ctx.statuses.restarted(accepted.conversation_id, now);
   ctx.restart(name, input, ctx.journal.begin(name, input, restart), restart);
 }
 

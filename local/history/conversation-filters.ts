@@ -219,15 +219,58 @@ export function isEmptyFilter(filter: ConversationFilter): boolean {
   );
 }
 
+/** The shortest THREAD_TTL_DAYS: a thread is forgotten (its next conversation turn 1 again) after a day unused at least. */
+const THREAD_FORGOTTEN_AFTER_MS = 86_400_000;
+
 /**
- * The order rows are shown in: newest first; with --thread, each source's thread (a thread belongs to its source)
- * in turn order, as the conversation went.
+ * Each conversation's life of its source's thread: 0, then one more each time the thread was forgotten (unused for
+ * THREAD_TTL_DAYS) and started again at turn 1 (docs/contract.md#threads): a turn 1 received a day or more after the
+ * conversation of the thread received before it. Turns are numbered within a life, so a thread started again lists
+ * its earlier life first, not interleaved with it (turn 1, 1, 2, 2 …).
  */
-export function compareRows(filter: ConversationFilter) {
-  return (a: FilterableConversation, b: FilterableConversation): number =>
-    filter.thread !== null
-      ? a.source_system.localeCompare(b.source_system) || (a.thread_turn ?? 0) - (b.thread_turn ?? 0)
-      : b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id);
+function threadLives(rows: readonly FilterableConversation[]): Map<string, number> {
+  const lives = new Map<string, number>();
+  const bySource = new Map<string, FilterableConversation[]>();
+  for (const row of rows) {
+    const thread = bySource.get(row.source_system);
+    if (thread) thread.push(row);
+    else bySource.set(row.source_system, [row]);
+  }
+  for (const thread of bySource.values()) {
+    thread.sort(
+      (a, b) => a.received_at.localeCompare(b.received_at) || a.conversation_id.localeCompare(b.conversation_id),
+    );
+    let life = 0;
+    let previous: number | null = null;
+    for (const row of thread) {
+      const at = Date.parse(row.received_at);
+      if (row.thread_turn === 1 && previous !== null && at - previous >= THREAD_FORGOTTEN_AFTER_MS) life += 1;
+      lives.set(row.conversation_id, life);
+      if (Number.isFinite(at)) previous = at;
+    }
+  }
+  return lives;
+}
+
+/**
+ * Rows sorted (in place) in the order they are shown: newest first; with --thread, each source's thread (a thread
+ * belongs to its source) in turn order, as the conversation went, each life of a thread started again after the one
+ * before (threadLives).
+ */
+export function sortRows<T extends FilterableConversation>(rows: T[], filter: ConversationFilter): T[] {
+  if (filter.thread === null)
+    return rows.sort(
+      (a, b) => b.received_at.localeCompare(a.received_at) || b.conversation_id.localeCompare(a.conversation_id),
+    );
+  const lives = threadLives(rows);
+  const life = (row: FilterableConversation) => lives.get(row.conversation_id) ?? 0;
+  return rows.sort(
+    (a, b) =>
+      a.source_system.localeCompare(b.source_system) ||
+      life(a) - life(b) ||
+      (a.thread_turn ?? 0) - (b.thread_turn ?? 0) ||
+      a.received_at.localeCompare(b.received_at),
+  );
 }
 
 export function matchesFilter(row: FilterableConversation, filter: ConversationFilter): boolean {

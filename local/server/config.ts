@@ -28,6 +28,12 @@ export interface GatewayOptions {
   /** HTTP port; 0 picks a free one (tests). Env PORT, default 3000. */
   port: number;
   host: string;
+  /**
+   * The gateway's public base URL behind a reverse proxy (Env PUBLIC_URL, default none): the base of every URL it hands
+   * out (the 202's status_url and Location) and the one host name besides loopback's that its public routes accept
+   * (docs/configuration.md, docs/security.md). Normalized by publicBase: no trailing `/`.
+   */
+  publicUrl?: PublicBase | null;
   /** Where local state lives. Env LOCAL_DATA_DIR, default the repository's `.data`. */
   dataDir: string;
   /** Embedded S3 port; 0 picks a free one. Env LOCAL_S3_PORT, default 4569. Ignored when AWS_ENDPOINT_URL_S3 is set. */
@@ -112,6 +118,36 @@ const endpointUrl = v.pipe(
   v.regex(/^https?:\/\/[^\s/?#]+/i, 'must be an http:// or https:// URL, e.g. http://127.0.0.1:3001'),
 );
 
+/** PUBLIC_URL as the gateway uses it: `base` for the URLs it hands out, `host` for the Host its public routes accept. */
+export interface PublicBase {
+  /** `https://example.com/gw`: scheme, host (lower case, the scheme's default port left out) and path prefix, no `/` last. */
+  base: string;
+  /** `example.com` (or `example.com:8443`): what a request's Host must name, compared without case. */
+  host: string;
+}
+
+const PUBLIC_URL_RULE =
+  'must be the http:// or https:// URL callers reach the gateway by, a path prefix allowed and nothing else (no user, query or fragment), e.g. https://gateway.example.com/gw';
+
+/**
+ * The base URL a reverse proxy (nginx, Caddy, a tunnel) serves the gateway under: `https://example.com/gw` names the
+ * status of a conversation `https://example.com/gw/conversations/…`, as API Gateway names it under a custom domain's
+ * base path mapping (infra/api-templates.ts). The proxy strips the prefix: the gateway's routes stay at `/webhook`.
+ */
+export function publicBase(value: string): PublicBase | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return null;
+  }
+  const raw = value.replace(/^[a-z]+:\/\/[^/?#]*/i, '');
+  if (!/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) return null;
+  if (/[?#]/.test(raw) || !/^[a-z]+:\/\/[^/?#@]+(?:\/|$)/i.test(value)) return null;
+  const prefix = url.pathname.replace(/\/+$/, '');
+  return { base: `${url.protocol}//${url.host}${prefix}`, host: url.host };
+}
+
 /** The local runtime's own variables (the handlers' are in functions/shared/settings.ts). */
 const LocalEnv = v.object({
   PORT: v.optional(portNumber, '3000'),
@@ -121,6 +157,13 @@ const LocalEnv = v.object({
       `must be one of ${LISTEN_HOSTS.join(', ')} (0.0.0.0 and :: listen on every interface): the gateway calls its own sample agent and built-in receiver on loopback`,
     ),
     '127.0.0.1',
+  ),
+  PUBLIC_URL: v.optional(
+    v.pipe(
+      v.string(),
+      v.check((value) => publicBase(value) !== null, PUBLIC_URL_RULE),
+      v.transform((value) => publicBase(value)),
+    ),
   ),
   LOCAL_DATA_DIR: v.optional(v.string()),
   LOCAL_S3_PORT: v.optional(portNumber, '4569'),
@@ -170,6 +213,7 @@ export function resolveOptions(
   return {
     port: options.port ?? local.PORT,
     host: options.host ?? local.HOST,
+    publicUrl: options.publicUrl === undefined ? (local.PUBLIC_URL ?? null) : options.publicUrl,
     // A LOCAL_DATA_DIR given is relative to the cwd.
     dataDir: path.resolve(options.dataDir ?? local.LOCAL_DATA_DIR ?? DEFAULT_DATA_DIR),
     s3Port: options.s3Port ?? local.LOCAL_S3_PORT,

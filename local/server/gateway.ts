@@ -694,6 +694,7 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     limiter,
     apiKeys,
     baseUrl: url,
+    publicUrl: options.publicUrl?.base ?? null,
     onExecution: options.onExecution,
     responseTimeoutMs: config.responseTimeoutMs,
     responseTimer: options.responseTimer ?? responseTimeout,
@@ -718,7 +719,11 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,
   // receiver) and the operator surfaces answer the local operator only, however the gateway is bound.
-  const publicRoute = isLoopbackAddress(options.host) ? loopbackOnly : (handler: RouteHandler) => handler;
+  // PUBLIC_URL's host is the one other name they accept: a reverse proxy on this machine that passes the public Host
+  // on (docs/security.md). The operator surfaces never do.
+  const publicRoute = isLoopbackAddress(options.host)
+    ? (handler: RouteHandler) => loopbackOnly(handler, options.publicUrl ?? null)
+    : (handler: RouteHandler) => handler;
   /**
    * While close() lets the conversations in flight finish, the listener stays open for them (the sample agent and
    * the built-in receiver are on it) and new conversations are refused: 503 STOPPING, to be sent again once the

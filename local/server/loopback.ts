@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { errorBody, NO_STORE } from '../../functions/domain/gateway-contract.ts';
+import type { PublicBase } from './config.ts';
 import { sendJson } from './http.ts';
 import type { RouteHandler } from './router.ts';
 
@@ -12,16 +13,30 @@ const LOOPBACK_HOST = /^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?$/i;
  * loopback name (no DNS rebinding), and — when a browser says where it comes from — from a loopback page (no
  * cross-site requests). What the public routes of a loopback-bound gateway ask (loopbackOnly).
  */
-function loopbackRefusal(req: IncomingMessage): string | null {
+function loopbackRefusal(req: IncomingMessage, publicUrl: PublicBase | null): string | null {
   if (!LOOPBACK_ADDRESSES.includes(req.socket.remoteAddress ?? '')) return 'it answers loopback connections only';
   const host = addressedTo(req);
   if (host === undefined) return 'the request names no Host (send Host: 127.0.0.1, localhost or [::1])';
-  if (!LOOPBACK_HOST.test(host))
-    return `it answers requests addressed to 127.0.0.1, localhost or [::1] only, not to ${shown(host)}`;
+  // The public name a reverse proxy on this machine passes on (PUBLIC_URL): the operator named it, so a page that
+  // rebinds it reaches what the public reaches through the proxy anyway; an Origin then proves nothing either.
+  if (publicUrl !== null && isPublicHost(host, publicUrl)) return null;
+  if (!LOOPBACK_HOST.test(host)) {
+    const also = publicUrl === null ? '' : ` and ${shown(publicUrl.host)} (PUBLIC_URL)`;
+    return `it answers requests addressed to 127.0.0.1, localhost or [::1]${also} only, not to ${shown(host)}`;
+  }
   const origin = req.headers.origin;
   if (origin !== undefined && !(origin.startsWith('http://') && LOOPBACK_HOST.test(origin.slice('http://'.length))))
     return `it answers pages of this machine only, not a page of ${shown(origin)}`;
   return null;
+}
+
+/** Whether a request's host names PUBLIC_URL's: without case, and `example.com:443` as `example.com` for https. */
+function isPublicHost(host: string, publicUrl: PublicBase): boolean {
+  try {
+    return new URL(`${new URL(publicUrl.base).protocol}//${host}`).host === publicUrl.host;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -73,18 +88,20 @@ export function operatorOnly(handler: RouteHandler, what = 'this endpoint'): Rou
 }
 
 /**
- * A route for loopback callers only (loopbackRefusal); anyone else gets 403 saying why (a loopback client that named
+ * A route for loopback callers only (loopbackRefusal), or a reverse proxy on this machine passing PUBLIC_URL's host
+ * on (`publicUrl`); anyone else gets 403 saying why (a loopback client that named
  * the machine otherwise learns what to send, or to listen with HOST=0.0.0.0), and nothing else happens.
  */
-export function loopbackOnly(handler: RouteHandler): RouteHandler {
+export function loopbackOnly(handler: RouteHandler, publicUrl: PublicBase | null = null): RouteHandler {
   return async (req, res, match) => {
-    const refused = loopbackRefusal(req);
+    const refused = loopbackRefusal(req, publicUrl);
     if (refused === null) return handler(req, res, match);
     req.resume();
     sendJson(
       res,
       403,
       errorBody('FORBIDDEN', `this gateway listens on loopback and ${refused} (HOST=0.0.0.0 serves other machines)`),
+      NO_STORE, // GET /conversations/{id} answers no-store always (docs/contract.md), its refusals too
     );
   };
 }

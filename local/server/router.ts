@@ -5,7 +5,7 @@
  * bodies for the API, HTML or text for the console).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorBody } from '../../functions/domain/gateway-contract.ts';
+import { errorBody, NO_STORE, STATUS_ROUTE_PREFIX } from '../../functions/domain/gateway-contract.ts';
 import { sendJson } from './http.ts';
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => Promise<void>;
@@ -36,11 +36,18 @@ export type Refuse = (
   headers: Record<string, string>,
 ) => void | Promise<void>;
 
-/** The API's refusals: the contract's error body (NOT_FOUND, METHOD_NOT_ALLOWED). */
+/**
+ * The API's refusals: the contract's error body (NOT_FOUND, METHOD_NOT_ALLOWED). Under `/conversations/` with
+ * `Cache-Control: no-store`, as every other answer there (docs/contract.md#get-conversationsid: "Always"): the 405 of
+ * `POST /conversations/{id}`, the 404 of `/conversations/{id}/`.
+ */
 const refuseJson: Refuse = (req, res, status, message, headers) => {
   req.resume();
   const code = status === 400 ? 'BAD_REQUEST' : status === 404 ? 'NOT_FOUND' : 'METHOD_NOT_ALLOWED';
-  sendJson(res, status, errorBody(code, message), headers);
+  const target = req.url ?? '';
+  const raw = /^https?:\/\//i.test(target) ? target.replace(/^https?:\/\/[^/?#]*/i, '') : target;
+  const uncached = raw.startsWith(STATUS_ROUTE_PREFIX) ? NO_STORE : {};
+  sendJson(res, status, errorBody(code, message), { ...uncached, ...headers });
 };
 
 /** An absolute path of RFC 3986's path characters (`[` and `]` belong to a host, never to a path). */

@@ -41,6 +41,8 @@ export interface WebhookRouteContext {
   acceptConversation(input: ExecutionInput): Promise<EndedExecution>;
   /** The gateway's own base URL: the 202's status URL starts with it when the request's Host is no host[:port]. */
   baseUrl: string;
+  /** PUBLIC_URL's base (`https://example.com/gw`), or null: the base of the status URL whatever the Host. */
+  publicUrl?: string | null;
   limiter: RateLimiter;
   /** Per-source API keys (API_KEYS); none configured: no key needed (api-keys.ts). */
   apiKeys?: LocalApiKeys;
@@ -178,7 +180,10 @@ const HOST_HEADER = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
  * Gateway's `$context.domainName` gives it: the request's Host. A gateway on every interface (HOST=0.0.0.0) is called
  * by other machines under its network name or address, where its own loopback URL would name the caller's machine.
  */
-function reachedBase(req: IncomingMessage, ownUrl: string): string {
+function reachedBase(req: IncomingMessage, ownUrl: string, publicUrl: string | null = null): string {
+  // Behind a reverse proxy the Host is the proxy's choice (often 127.0.0.1) and the public path prefix is gone:
+  // the operator's PUBLIC_URL names both (X-Forwarded-* are not trusted: docs/security.md).
+  if (publicUrl !== null) return publicUrl;
   const host = req.headers.host;
   return host && HOST_HEADER.test(host) ? `http://${host}` : ownUrl;
 }
@@ -319,7 +324,7 @@ export async function handleWebhook(
   // A key's request is its usage plan's, whatever it is answered, as on AWS (docs/security.md).
   if (source !== null && apiKey.source === undefined && limited.allowed && record.error === 'SignatureError')
     ctx.limiter.refund(source);
-  const { result, fault } = answerFor(record, reachedBase(req, ctx.baseUrl));
+  const { result, fault } = answerFor(record, reachedBase(req, ctx.baseUrl, ctx.publicUrl ?? null));
   // A caller that left is not written to; nothing is lost either way: the conversation ran, its answer is kept.
   const left = callerLeft(req, res);
   if (left !== 'closed')

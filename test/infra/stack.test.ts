@@ -142,23 +142,43 @@ describe('API: POST /webhook → StartSyncExecution', () => {
   it('answers other methods on /webhook, /conversations/{id} and /health with a 405 mock that says what is allowed', () => {
     const anyMethods = template.findResources('AWS::ApiGateway::Method', { Properties: { HttpMethod: 'ANY' } });
     expect(Object.keys(anyMethods)).toHaveLength(3);
+    let statusRoutes = 0;
     const allowed = Object.values(anyMethods).map((method) => {
       expect(method.Properties.Integration).toMatchObject({
         Type: 'MOCK',
         IntegrationResponses: [{ StatusCode: '405' }],
       });
+      // The status route's 405 is no-store too, as its every answer (docs/contract.md#get-conversationsid).
+      const status = JSON.stringify(method.Properties.ResourceId).includes('conversationid');
+      if (status) statusRoutes += 1;
       expect(method.Properties.MethodResponses).toEqual([
         expect.objectContaining({
           StatusCode: '405',
-          ResponseParameters: { 'method.response.header.Content-Type': false, 'method.response.header.Allow': false },
+          ResponseParameters: {
+            'method.response.header.Content-Type': false,
+            'method.response.header.Allow': false,
+            ...(status ? { 'method.response.header.Cache-Control': false } : {}),
+          },
         }),
       ]);
+      expect(method.Properties.Integration.IntegrationResponses[0].ResponseParameters).toEqual(
+        expect.objectContaining(
+          status
+            ? { 'method.response.header.Cache-Control': "'no-store'" }
+            : { 'method.response.header.Allow': expect.any(String) },
+        ),
+      );
+      if (!status)
+        expect(method.Properties.Integration.IntegrationResponses[0].ResponseParameters).not.toHaveProperty(
+          'method.response.header.Cache-Control',
+        );
       expect(method.Properties.Integration.IntegrationResponses[0].ResponseParameters).toMatchObject(
         CONTENT_TYPE_MAPPING,
       );
       return method.Properties.Integration.IntegrationResponses[0].ResponseParameters['method.response.header.Allow'];
     });
     expect(allowed.sort()).toEqual(["'GET, HEAD'", "'GET, HEAD'", "'POST'"]);
+    expect(statusRoutes).toBe(1);
   });
 });
 

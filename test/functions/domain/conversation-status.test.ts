@@ -149,6 +149,23 @@ describe('what a status answers', () => {
     });
   });
 
+  it('started again by local crash recovery (restarted_at): its 7 minutes count from then, and a restarted_at that is not a time is ignored', () => {
+    const accepted = Date.parse(running.accepted_at);
+    const restarted = { ...running, restarted_at: new Date(accepted + 600_000).toISOString() };
+    expect(statusResult(restarted, ID, 'testing_system', new Date(accepted + 601_000)).body).toEqual({
+      success: true,
+      conversation_id: ID,
+      status: 'running',
+      accepted_at: running.accepted_at,
+    });
+    const lost = statusResult(restarted, ID, 'testing_system', new Date(accepted + 1_020_000)).body;
+    expect(lost).toMatchObject({ status: 'failed', completed_at: new Date(accepted + 1_020_000).toISOString() });
+    const garbled = { ...running, restarted_at: 'not a time' };
+    expect(statusResult(garbled, ID, 'testing_system', new Date(accepted + 420_000)).body).toMatchObject({
+      status: 'failed',
+    });
+  });
+
   it("another source's record, no record and an expired one all answer the same 404", () => {
     const other = statusResult(running, ID, 'other_system', NOW);
     const none = statusResult(null, ID, 'testing_system', NOW);

@@ -180,6 +180,20 @@ describe('FileThreadStore (local)', () => {
     expect((await store.earlierTurns('crm', 're-export', 2, day(30))).turns).toEqual([]);
   });
 
+  it('a re-export of a turn answered THREAD_TTL_DAYS ago (a resend) leaves the turn of the thread started again since', async () => {
+    const store = new FileThreadStore(dir, 30);
+    const old = { ...answered(turn(1), day(0)), conversation_id: 'webhook_20261201_100000_crm_p_old', answer: 'old' };
+    await store.claimTurn('crm', 'again', 'req-old', day(0));
+    await store.recordTurn('crm', 'again', old, day(0));
+    // Unused for 31 days: started again at turn 1, answered.
+    expect(await store.claimTurn('crm', 'again', 'req-new', day(31))).toBe(1);
+    await store.recordTurn('crm', 'again', answered(turn(1), day(31)), day(31));
+    // Day 32: the old conversation is resent, and re-exported.
+    await store.recordTurn('crm', 'again', old, day(32));
+    // Before: its old turn replaced the new one, then skipped as expired: the new thread had no turn 1.
+    expect((await store.earlierTurns('crm', 'again', 2, day(32))).turns).toEqual([answered(turn(1), day(31))]);
+  });
+
   it("keeps each source's thread apart (by canonical source name) and refuses a thread id that is not one", async () => {
     const store = new FileThreadStore(dir, 30);
     await store.recordTurn('Sales-CRM', 'shared', turn(1), NOW);
@@ -409,6 +423,14 @@ describe('DynamoThreadStore (AWS)', () => {
       body: { S: JSON.stringify(answeredTurn) },
       expires_at: { N: String(epoch(day(30))) },
     });
+  });
+
+  it('writes nothing for a turn answered THREAD_TTL_DAYS or longer ago (a resend re-exporting it): it is no history', async () => {
+    dynamo.on(PutItemCommand).resolves({});
+    await store.recordTurn('crm', 'q3', answered(turn(2), NOW), day(30));
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(0);
+    await store.recordTurn('crm', 'q3', answered(turn(2), NOW), day(29));
+    expect(dynamo.commandCalls(PutItemCommand)).toHaveLength(1);
   });
 
   it('reads the earlier turns newest first with one consistent Query bounded by turn and limit, expired ones left out', async () => {

@@ -36,6 +36,16 @@ describe('the start banner says who can reach the gateway', () => {
     expect(exposureLines('0.0.0.0', { requireSigned: false, apiKeys: true })).toHaveLength(1);
   });
 
+  it('behind a reverse proxy (PUBLIC_URL) it names the public base, and the Host the public routes take on loopback', () => {
+    const publicUrl = { base: 'https://example.com/gw', host: 'example.com' };
+    expect(exposureLines('127.0.0.1', { requireSigned: true, apiKeys: false }, publicUrl)).toEqual([
+      '  public https://example.com/gw (PUBLIC_URL): every status URL is under it; POST /webhook, GET /conversations/{id} and GET /health answer Host example.com too',
+    ]);
+    const open = exposureLines('0.0.0.0', { requireSigned: true, apiKeys: false }, publicUrl);
+    expect(open[0]).toBe('  public https://example.com/gw (PUBLIC_URL): every status URL is under it');
+    expect(open[1]).toMatch(/and on every interface/);
+  });
+
   it('`webhook-gateway start` with HOST=0.0.0.0 prints it under the loopback URL', async () => {
     const gateway = await startCli({ ...NEW_USER_START_ENV, HOST: '0.0.0.0', LOCAL_DATA_DIR: dataDir });
     try {

@@ -162,6 +162,20 @@ describe('start refuses bad configuration before it listens', () => {
     },
   );
 
+  // A PUBLIC_URL that is no base URL (a query would end up inside every status URL) stops the start in one line.
+  it('PUBLIC_URL that is not an http(s) base URL: one line naming it and what it must be, exit 1', async () => {
+    const started = await runCli(['start'], {
+      PORT: '0',
+      LOCAL_S3_PORT: '0',
+      LOCAL_DATA_DIR: path.join(dataDir, 'public-url'),
+      PUBLIC_URL: 'gateway.example.com/gw',
+    });
+    expect(started.code).toBe(1);
+    expect(started.stderr).toBe(
+      'webhook-gateway: PUBLIC_URL must be the http:// or https:// URL callers reach the gateway by, a path prefix allowed and nothing else (no user, query or fragment), e.g. https://gateway.example.com/gw, got "gateway.example.com/gw"\n',
+    );
+  });
+
   // Before: "<file> is a file where the gateway keeps a folder …: move it aside or delete it", the file being the user's
   // (or the system's: LOCAL_DATA_DIR=/dev/null/x said to delete /dev/null).
   it('LOCAL_DATA_DIR naming a file, or under one: one line saying so and to set LOCAL_DATA_DIR, exit 1', async () => {

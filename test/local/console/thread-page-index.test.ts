@@ -40,7 +40,7 @@ describe("the console's thread page and another process's writes of the summary 
 
     const reads = vi.spyOn(gateway, 'executionsChecked');
     const ctx = { executions: gateway, running: () => [] } as unknown as ConsoleContext;
-    const turns = await threadConversations(ctx, SEED_REQUEST.source_system, 'odd');
+    const { turns } = await threadConversations(ctx, SEED_REQUEST.source_system, 'odd');
     expect(turns.map((t) => t.row.conversation_id)).toEqual(ids.filter((_, n) => n % 2 === 1));
     // Only the thread's turns are read (for their records). Before: every conversation of the source, its index as
     // the gateway had read it.
@@ -57,7 +57,7 @@ describe("the console's thread page on a large data folder", () => {
     const unknown = await saveKeyedHistory(gateway, COUNT, 'th', { ...SEED_REQUEST, thread_id: 'even' });
     const looked = vi.spyOn(index, 'rowOf');
     const ctx = { executions: gateway, running: () => [] } as unknown as ConsoleContext;
-    const turns = await threadConversations(ctx, SEED_REQUEST.source_system, 'even');
+    const { turns } = await threadConversations(ctx, SEED_REQUEST.source_system, 'even');
     const even = [...ids.filter((_, n) => n % 2 === 0), unknown];
     expect(turns.map((t) => t.row.conversation_id).sort()).toEqual([...even].sort());
     // Before: every conversation of the source was looked at (its folder and each history stat'ed; 4.8 s at 50,000).

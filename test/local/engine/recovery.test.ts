@@ -737,6 +737,42 @@ describe('an asynchronous conversation: the accept execution and the run, each c
     expect(retry.body.conversation_id).toBe(id);
   });
 
+  it('a run started again after the gateway was down more than 7 minutes: its status reads running while it runs again, then completed (not failed in between)', async () => {
+    const { id, run } = await asyncRun('async-restart-late');
+    const cut = run.slice(0, run.findIndex((e) => point(e) === 'in:InvokeManagerAgent') + 1);
+    const statusFile = path.join(world.dataDir, 'status', `${id}.json`);
+    const status = JSON.parse(await readFile(statusFile, 'utf8'));
+    // What the crash left: accepted 10 minutes ago, its status running (the gateway down since).
+    const acceptedAt = new Date(Date.now() - 600_000).toISOString();
+    await writeFile(
+      statusFile,
+      JSON.stringify({
+        ...status,
+        status: 'running',
+        body: undefined,
+        completed_at: undefined,
+        accepted_at: acceptedAt,
+      }),
+    );
+    const read = async () =>
+      (await fetch(`${world.gateway.url}/conversations/${id}?source_system=testing_system`)).json() as Promise<{
+        status: string;
+        accepted_at?: string;
+        error?: { code: string };
+      }>;
+    let whileRunning: Awaited<ReturnType<typeof read>> | null = null;
+    const [restarted] = await recover(cut, {
+      beforeRestartedRun: async () => {
+        whileRunning = await read();
+      },
+    });
+    expect(restarted).toMatchObject({ conversation_id: id, outcome: 'restarted' });
+    // Before: 'failed' with INTERNAL_ERROR ("its run ended without recording an outcome") while the run went on, its
+    // 7 minutes counted from accepted_at; then 'completed': a poller stopped at the first and sent it again.
+    expect(whileRunning).toEqual({ success: true, conversation_id: id, status: 'running', accepted_at: acceptedAt });
+    expect(await read()).toMatchObject({ success: true, conversation_id: id, status: 'completed' });
+  });
+
   it('a run whose journal lines were lost (the segment cut), its accept ended: started again from the accept’s history, delivered, its status completed', async () => {
     const key = 'async-journal-lost';
     const { id, accept } = await asyncRun(key);

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { SHARED_FUNCTIONS } from '../../../functions/domain/named-queries.ts';
 import {
-  compareRows,
   FilterError,
   matchesFilter,
   mayMatch,
   parseFilter,
+  sortRows,
   statusLabel,
 } from '../../../local/history/conversation-filters.ts';
 import { recoveredAfterStop } from '../../../local/history/conversations.ts';
@@ -282,12 +282,38 @@ describe('--thread', () => {
     expect(matchesFilter(turn('crm', 1, '2025-01-01'), f)).toBe(true);
     expect(matchesFilter({ ...row, thread_id: 'Q3' }, f)).toBe(false);
     expect(matchesFilter(row, f)).toBe(false);
-    const rows = [turn('erp', 1, '2025-01-05'), turn('crm', 2, '2025-01-02'), turn('crm', 1, '2025-01-03')];
-    expect([...rows].sort(compareRows(f)).map((r) => r.conversation_id)).toEqual(['crm-1', 'crm-2', 'erp-1']);
-    expect([...rows].sort(compareRows(parseFilter({}))).map((r) => r.conversation_id)).toEqual([
+    // crm's turn 2 received a moment before its turn 1 (turns are claimed as Validate runs, not as received).
+    const rows = [
+      turn('erp', 1, '2025-01-05T00:00:00.000Z'),
+      turn('crm', 2, '2025-01-03T00:00:00.000Z'),
+      turn('crm', 1, '2025-01-03T00:00:00.040Z'),
+    ];
+    expect(sortRows([...rows], f).map((r) => r.conversation_id)).toEqual(['crm-1', 'crm-2', 'erp-1']);
+    expect(sortRows([...rows], parseFilter({})).map((r) => r.conversation_id)).toEqual(['erp-1', 'crm-1', 'crm-2']);
+  });
+
+  it('a thread forgotten and started again at turn 1 lists its earlier life first, not interleaved with it', () => {
+    const f = parseFilter({ thread: 'q3' });
+    const life = (n: number, received: string, name: string) => ({
+      ...turn('crm', n, received),
+      conversation_id: name,
+    });
+    const rows = [
+      life(1, '2025-03-10T09:00:00.000Z', 'again-1'),
+      life(2, '2025-01-01T09:00:05.000Z', 'first-2'),
+      life(1, '2025-01-01T09:00:00.000Z', 'first-1'),
+      life(3, '2025-01-01T09:00:04.999Z', 'first-3'), // claimed after turn 2, received a moment before it
+      life(2, '2025-03-10T09:01:00.000Z', 'again-2'),
+      turn('erp', 1, '2025-03-10T09:00:30.000Z'),
+    ];
+    // Before: by turn alone, first-1, again-1, first-2, again-2, first-3.
+    expect(sortRows(rows, f).map((r) => r.conversation_id)).toEqual([
+      'first-1',
+      'first-2',
+      'first-3',
+      'again-1',
+      'again-2',
       'erp-1',
-      'crm-1',
-      'crm-2',
     ]);
   });
 

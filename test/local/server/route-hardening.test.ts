@@ -27,7 +27,7 @@ const ID = 'webhook_20250813_103045_testing_phase3valid_abc123';
 function send(
   target: string,
   options: { method?: string; headers?: Record<string, string>; body?: string; base?: string } = {},
-): Promise<{ status: number; body: string }> {
+): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
   return new Promise((resolve, reject) => {
     const base = new URL(options.base ?? world.gateway.url);
     const req = request(
@@ -42,7 +42,7 @@ function send(
       (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
       },
     );
     req.on('error', reject);
@@ -193,6 +193,29 @@ describe('a rebound Host name is refused before the method is looked at (docs/se
       expect(JSON.parse(local.body).error.code).toBe('METHOD_NOT_ALLOWED');
     },
   );
+});
+
+describe('every answer under /conversations/ is Cache-Control: no-store (docs/contract.md#get-conversationsid)', () => {
+  it.each([
+    ['POST', `/conversations/${ID}?source_system=testing_system`, 405],
+    ['DELETE', `/conversations/${ID}`, 405],
+    ['GET', `/conversations/${ID}/?source_system=testing_system`, 404],
+    ['GET', '/conversations/', 404],
+    ['GET', `http://127.0.0.1/conversations/${ID}/x`, 404],
+  ])('%s %s → %i, no-store', async (method, target, status) => {
+    const res = await send(target, { method });
+    expect(res.status).toBe(status);
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('the 403 of a rebound Host on the status route too; the 404 of another path stays as it was', async () => {
+    const rebound = await send(`/conversations/${ID}?source_system=testing_system`, { headers: { host: REBOUND } });
+    expect(rebound.status).toBe(403);
+    expect(rebound.headers['cache-control']).toBe('no-store');
+    const other = await send('/nowhere');
+    expect(other.status).toBe(404);
+    expect(other.headers['cache-control']).toBeUndefined();
+  });
 });
 
 describe('malformed URLs answer 400, never 500', () => {

@@ -170,6 +170,40 @@ describe('conversations --aws', () => {
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
   });
 
+  it('list --thread: a thread started again after THREAD_TTL_DAYS lists its earlier life first, as the local list does', async () => {
+    const columns = ['conversation_id', 'received_at', 'source_system', 'source_process', 'thread_id', 'thread_turn'];
+    const turn = (id: string, at: string, n: number) => [id, at, 'crm', 'sync', 'q3', String(n)];
+    // As Athena orders them (source, turn): the two lives interleaved.
+    const rows = [
+      turn('first-1', '2025-06-01T09:00:00.000Z', 1),
+      turn('again-1', '2025-08-01T09:00:00.000Z', 1),
+      turn('first-2', '2025-06-01T09:05:00.000Z', 2),
+      turn('again-2', '2025-08-01T09:05:00.000Z', 2),
+      turn('first-3', '2025-06-01T09:10:00.000Z', 3),
+    ];
+    athena.on(GetAthenaResultsCommand).resolves({
+      ResultSet: {
+        ResultSetMetadata: {
+          ColumnInfo: columns.map((Name) => ({
+            Name,
+            Type: Name === 'thread_turn' ? 'bigint' : 'varchar',
+            Label: Name,
+          })),
+        },
+        Rows: [columns, ...rows].map((r) => ({ Data: r.map((v) => ({ VarCharValue: v })) })),
+      },
+    });
+    expect(await main(['conversations', 'list', '--aws', '--thread', 'q3', '--since', '2025-05-01', '--json'])).toBe(0);
+    // Before: first-1, again-1, first-2, again-2, first-3.
+    expect((JSON.parse(output.stdout) as { conversation_id: string }[]).map((r) => r.conversation_id)).toEqual([
+      'first-1',
+      'first-2',
+      'first-3',
+      'again-1',
+      'again-2',
+    ]);
+  });
+
   it('list without --since searches the last 7 days and says so', async () => {
     const before = Date.now();
     expect(await main(['conversations', 'list', '--aws', '--json'])).toBe(0);
