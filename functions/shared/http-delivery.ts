@@ -73,13 +73,7 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         let size = 0;
         let capped = false;
         const answer = (cut: string | null) =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
-            retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
-            bytes: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES),
-            cut,
-          });
+          resolve(answerOf(response, Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES), cut));
         answerSoFar = answer;
         response.on('data', (chunk: Buffer) => {
           chunks.push(chunk);
@@ -96,6 +90,14 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         });
       },
     );
+    // A 101 (Switching Protocols) never reaches the response callback: without an 'upgrade' listener Node drops the
+    // connection, and the request settled neither then nor at its deadline, so Deliver waited for its Lambda's (or
+    // the local run's) end. The gateway asked for no upgrade: the 101 is the receiver's answer, a status like any
+    // other that is no 2xx (permanent), and the connection handed over is closed.
+    request.on('upgrade', (response, socket) => {
+      socket.destroy();
+      resolve(answerOf(response, Buffer.alloc(0), null));
+    });
     request.on('error', (error) => {
       if (answerSoFar) return answerSoFar(reason(error));
       const certificate = !signal.aborted && certificateProblem(error) !== null;
@@ -103,6 +105,17 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
     });
     request.end(body);
   }).finally(() => clearTimeout(deadline));
+}
+
+/** The receiver's answer: its status, its headers (a repeated one joined with ", ") and the body read. */
+function answerOf(response: http.IncomingMessage, bytes: Buffer, cut: string | null): Answer {
+  return {
+    status: response.statusCode ?? 0,
+    headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
+    retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
+    bytes,
+    cut,
+  };
 }
 
 /**
@@ -148,9 +161,14 @@ function networkReason(error: unknown, host: string): string {
 
 /**
  * Where a 3xx sent the delivery, for its error: redirects are not followed (docs/contract.md, "Deliveries"), so the
- * operator learns from the attempt itself where the receiver has moved (a relative Location read against the URL).
+ * operator learns from the attempt itself where the receiver has moved (a relative Location read against the URL);
+ * and to what a 101 would have switched the connection (no upgrade is asked for, none is made).
  */
-function redirectNote(status: number, headers: [string, string][], url: string): string {
+function statusNote(status: number, headers: [string, string][], url: string): string {
+  if (status === 101) {
+    const upgrade = headers.find(([name]) => name === 'upgrade')?.[1];
+    return ` (a switch to ${upgrade ? upgrade.slice(0, 100) : 'another protocol'} the gateway did not ask for, refused)`;
+  }
   if (status < 300 || status >= 400) return '';
   const location = headers.find(([name]) => name === 'location')?.[1];
   if (!location) return ' (a redirect without a Location, not followed)';
@@ -186,7 +204,7 @@ export async function postJson(
       ...(outcome === 'delivered'
         ? {}
         : {
-            error: `HTTP ${status}${redirectNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
+            error: `HTTP ${status}${statusNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
           }),
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
