@@ -162,6 +162,9 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 /** Where local state lives without LOCAL_DATA_DIR: the project's `.data`, wherever the command runs. */
 export const DEFAULT_DATA_DIR = path.join(PROJECT_ROOT, '.data');
 
+/** The header in which `webhook-gateway deliveries` names the data folder it acts on (URI-encoded, local/cli/deliveries.ts). */
+export const DATA_DIR_HEADER = 'x-local-data-dir';
+
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
   env: NodeJS.ProcessEnv = process.env,
