@@ -10,7 +10,8 @@ import { settings } from '../../functions/shared/settings.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds, receiverHolds } from '../history/endpoints.ts';
 import { withLoggedCounts } from '../history/logged-counts.ts';
-import { DATA_DIR_HEADER, resolveOptions } from '../server/config.ts';
+import { DATA_DIR_HEADER, DATA_DIR_HOLDER_HEADER, resolveOptions } from '../server/config.ts';
+import { dataDirHolder } from '../store/data-dir-lock.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
@@ -160,9 +161,13 @@ async function answerOf<T>(
 ): Promise<T> {
   let response: Response;
   try {
-    // The folder whose deliveries this command read: a gateway serving another one refuses (409), where it would
-    // have answered that it holds no such delivery.
-    const headers = { [DATA_DIR_HEADER]: encodeURIComponent(resolveOptions().dataDir) };
+    // The folder whose deliveries this command read, and the gateway its gateway.pid names: a gateway serving another
+    // folder refuses (409), where it would have answered that it holds no such delivery.
+    const { dataDir } = resolveOptions();
+    const headers = {
+      [DATA_DIR_HEADER]: encodeURIComponent(dataDir),
+      [DATA_DIR_HOLDER_HEADER]: encodeURIComponent(await dataDirHolder(dataDir)),
+    };
     response = await fetch(`${url}${pathname}`, { method: 'POST', signal, headers });
   } catch (error) {
     const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;

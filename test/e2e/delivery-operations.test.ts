@@ -332,7 +332,7 @@ describe('a receiver failing for ENDPOINT_DISABLE_AFTER_DAYS is disabled: kept, 
 });
 
 describe('deliveries redrive | resend name the data folder they read: a gateway serving another refuses', () => {
-  it("another folder's delivery is refused, saying whose gateway this is; the same folder through a link is redriven", async () => {
+  it("another folder's delivery is refused, saying whose gateway this is; the same folder by another path (a link) is redriven", async () => {
     // A folder whose gateway is not running, its dead delivery read by the command, and this gateway found at the URL
     // (its PORT, GATEWAY_URL): before, the gateway answered that no failed delivery of it is stored, "none was owed,
     // or its file was deleted", while the folder still owed it.
