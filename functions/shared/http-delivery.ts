@@ -3,6 +3,7 @@ import https from 'node:https';
 import { type LoggedResponse, loggedBody, loggedResponseHeaders } from '../domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
 import { outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
+import { shownDeliveryUrl } from '../domain/delivery-url.ts';
 
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
 const MAX_RESPONSE_BYTES = 65_536;
@@ -172,13 +173,20 @@ function statusNote(status: number, headers: [string, string][], url: string): s
   if (status < 300 || status >= 400) return '';
   const location = headers.find(([name]) => name === 'location')?.[1];
   if (!location) return ' (a redirect without a Location, not followed)';
-  let target: string;
+  return ` (a redirect to ${shownLocation(location, url)}, not followed)`;
+}
+
+/**
+ * A redirect's Location as it is recorded (its error, the attempt log's response headers): read against the URL, then
+ * its origin only, as a delivery URL is (docs/security.md, "Delivery URLs outside configuration"): a Location may carry
+ * credentials (`user:pass@`, a token in its query or path) as the delivery URL may.
+ */
+function shownLocation(location: string, url: string): string {
   try {
-    target = new URL(location, url).href;
+    return shownDeliveryUrl(new URL(location, url).href);
   } catch {
-    target = location;
+    return '(not a URL)';
   }
-  return ` (a redirect to ${target.slice(0, 300)}, not followed)`;
 }
 
 /** One POST. Never throws: every result, including network failures and timeouts, is an attempt record. */
@@ -211,7 +219,9 @@ export async function postJson(
     if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;
     const logged = loggedBody(bytes);
     if (cut) logged.body_truncated = true;
-    return { attempt, response: { status, headers: loggedResponseHeaders(answered), ...logged } };
+    const kept = loggedResponseHeaders(answered);
+    if (kept.location !== undefined) kept.location = shownLocation(kept.location, url);
+    return { attempt, response: { status, headers: kept, ...logged } };
   } catch (error) {
     return {
       attempt: {

@@ -68,7 +68,7 @@ describe('the attempt log: what the receiver answered, for every attempt', () =>
         body_truncated: false,
         headers: { 'x-request-id': 'crm-1', 'content-type': 'text/plain' },
       },
-      request: { url: world.receiver.urlFor('deal_analysis') },
+      request: { url: `${world.receiver.url}/…` },
     });
     expect(shown.delivery_attempts[0].response.headers['set-cookie']).toBeUndefined();
     expect(shown.delivery_attempts[1]).toMatchObject({ attempt: 2, outcome: 'delivered' });
@@ -145,7 +145,9 @@ describe('receivers at run time: endpoints set | pause | resume, without a resta
   it('endpoints set --url redirects the next delivery; --url default goes back to the deployed one', async () => {
     const set = await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/moved/deal`]);
     expect(set.code, set.stderr).toBe(0);
-    expect(set.stdout).toContain(`${world.receiver.url}/moved/deal`);
+    // Its origin only (docs/security.md): the receiver's own, no longer the deployed one.
+    expect(set.stdout).toContain(`${world.receiver.url}/…`);
+    expect(set.stdout).not.toContain(`${world.receiver.url}/… (deployed)`);
     const res = await world.post(SEED_REQUEST);
     expect(res.body.tracking.delivery_status).toBe('delivered');
     expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal']);

@@ -65,7 +65,7 @@ describe('postJson (the delivery POST)', () => {
     expect(attempt).toMatchObject({
       status_code: 302,
       outcome: 'permanent',
-      error: `HTTP 302 (a redirect to ${base}/ok, not followed)`,
+      error: `HTTP 302 (a redirect to ${base}/…, not followed)`,
     });
     expect(received.length - before).toBe(1);
   });
