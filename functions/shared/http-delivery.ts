@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { type LoggedResponse, loggedBody, loggedResponseHeaders } from '../domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
-import { outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
+import { isHttpStatus, outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
 import { shownDeliveryUrl } from '../domain/delivery-url.ts';
 
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
@@ -166,6 +166,8 @@ function networkReason(error: unknown, host: string): string {
  * and to what a 101 would have switched the connection (no upgrade is asked for, none is made).
  */
 function statusNote(status: number, headers: [string, string][], url: string): string {
+  if (!isHttpStatus(status))
+    return ' (no HTTP status: they are 100–599, so the receiver is broken; permanent, redrive once its operator fixed it)';
   if (status === 101) {
     const upgrade = headers.find(([name]) => name === 'upgrade')?.[1];
     return ` (a switch to ${upgrade ? upgrade.slice(0, 100) : 'another protocol'} the gateway did not ask for, refused)`;
@@ -212,7 +214,7 @@ export async function postJson(
       ...(outcome === 'delivered'
         ? {}
         : {
-            error: `HTTP ${status}${statusNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
+            error: `HTTP ${String(status).padStart(3, '0')}${statusNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
           }),
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;

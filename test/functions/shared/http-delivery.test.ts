@@ -182,6 +182,32 @@ describe('postJson (the delivery POST)', () => {
     }
   });
 
+  it.each([
+    ['099', 99],
+    ['600', 600],
+    ['999', 999],
+  ])('a status outside 100-599 (HTTP %s) is a broken receiver: permanent, its error saying so', async (text, code) => {
+    // Before, 600 and 999 were retried as a 5xx, and 099 was permanent as any other status, its error saying nothing.
+    const raw = createNetServer((socket: Socket) => {
+      socket.once('data', () =>
+        socket.end(`HTTP/1.1 ${text} Odd\r\nContent-Length: 4\r\nConnection: close\r\n\r\nodd!`),
+      );
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}/hook`;
+      const { attempt, response } = await postJson(url, '{}', {}, 1, 5_000);
+      expect(attempt).toMatchObject({
+        status_code: code,
+        outcome: 'permanent',
+        error: `HTTP ${text} (no HTTP status: they are 100–599, so the receiver is broken; permanent, redrive once its operator fixed it): odd!`,
+      });
+      expect(response).toMatchObject({ status: code, body: 'odd!' });
+    } finally {
+      raw.close();
+    }
+  });
+
   it('a URL it cannot POST to is a retryable network error, not a throw', async () => {
     const { attempt } = await postJson('ftp://127.0.0.1/x', '{}', {}, 1, 5_000);
     expect(attempt).toMatchObject({ outcome: 'retryable', error: expect.stringMatching(/^network error: /) });
