@@ -18,6 +18,7 @@ import {
   planDelivery,
   USER_AGENT,
 } from '../domain/delivery.ts';
+import { shownDeliveryUrl } from '../domain/delivery-url.ts';
 import type { Gate, HoldReason } from '../domain/endpoints.ts';
 import { AgentAnswerRejected } from '../domain/errors.ts';
 import { pendingAnswerProblem, settleAnswer, withDeliveryAttempt } from '../domain/lifecycle.ts';
@@ -136,7 +137,10 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
     recordDeliveryQueued(type);
   };
   const { url } = plan;
-  const hold = async (reason: HoldReason, message: string, target: string | null = url) => {
+  // What is recorded of the URL (attempt log, record, errors: execution history and CloudWatch): its origin only, as
+  // its path or query may hold the receiver's credential (docs/security.md, "Delivery URLs outside configuration").
+  const shown = shownDeliveryUrl(url);
+  const hold = async (reason: HoldReason, message: string, target: string | null = shown) => {
     queuedHere(reason, message);
     const earlier = retryCount > 0 ? await attemptsOfThisRun(record, attemptNumber, cut) : [];
     return holdError(reason, message, target, firstTry(record, retryCount), earlier);
@@ -196,7 +200,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
     delivery_id: deliveryId,
     webhook_type: type,
     ...(input.execution_name ? { execution_name: input.execution_name } : {}),
-    request: { url, headers: loggedRequestHeaders({ 'content-type': 'application/json', ...headers }) },
+    request: { url: shown, headers: loggedRequestHeaders({ 'content-type': 'application/json', ...headers }) },
     response,
   };
   const [, nowFailing] = await Promise.all([
@@ -214,7 +218,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
   ]);
 
   if (attempt.outcome === 'delivered') {
-    const delivered = withDeliveryAttempt(record, attempt, url, 'delivered');
+    const delivered = withDeliveryAttempt(record, attempt, shown, 'delivered');
     logEvent('WEBHOOK_DELIVERY_SUCCESS', delivered, {
       delivery_id: deliveryId,
       attempt: attemptNumber,
@@ -232,7 +236,7 @@ export async function deliver(input: DeliverInput, deps: DeliverDeps): Promise<W
         : undefined;
   const failed = failedAttemptOutcome(
     attempt,
-    url,
+    shown,
     { deliverBy, redelivery: state.redelivery, timeoutMs, failing },
     now(),
   );

@@ -76,8 +76,18 @@ export function buildTestDeliveryPayload(type: WebhookType, deliveryId: string, 
 
 export type AttemptOutcome = DeliveryAttempt['outcome'];
 
-/** 2xx delivered; 408, 429 and 5xx retryable; every other status (other 4xx, 3xx: redirects are not followed) permanent. */
+/** The statuses HTTP has (RFC 9110 §15: three digits, the first 1 to 5); any other is a broken receiver's. */
+export function isHttpStatus(status: number): boolean {
+  return Number.isInteger(status) && status >= 100 && status <= 599;
+}
+
+/**
+ * 2xx delivered; 408, 429 and 5xx retryable; every other status (other 4xx, 3xx: redirects are not followed, 1xx)
+ * permanent, and so is one outside 100–599: no HTTP status at all, from a broken receiver whose operator must fix it
+ * (docs/contract.md, "Deliveries"). Before, 600 and above were retried as 5xx and 099 was permanent as any other.
+ */
 export function outcomeForStatus(status: number): AttemptOutcome {
+  if (!isHttpStatus(status)) return 'permanent';
   if (status >= 200 && status < 300) return 'delivered';
   if (status === 408 || status === 429 || status >= 500) return 'retryable';
   return 'permanent';

@@ -1,4 +1,5 @@
 import type { DeliveryAttempt, WebhookType } from './conversation.ts';
+import { shownDeliveryUrl } from './delivery-url.ts';
 import { age, timeAgo } from './iso-date.ts';
 import { secretsFingerprint } from './secrets-fingerprint.ts';
 import type { SecretsBySource } from './signatures.ts';
@@ -324,7 +325,10 @@ export function parseRate(text: string): number | null {
 export interface EndpointView {
   webhook_type: WebhookType;
   status: EndpointStatus;
-  /** Where its next delivery goes: the operator's URL, or the deployed one. */
+  /**
+   * Where its next delivery goes (the operator's URL, or the deployed one), as shownDeliveryUrl shows it: its origin,
+   * never a path or query that may hold the receiver's credential.
+   */
   url: string | null;
   url_source: 'configured' | 'deployed';
   rate_per_second: number | null;
@@ -372,7 +376,7 @@ export function endpointView(
   return {
     webhook_type: type,
     status: endpointStatus(endpoint, policy),
-    url: config.url ?? deployedUrl,
+    url: (config.url ?? deployedUrl) === null ? null : shownDeliveryUrl((config.url ?? deployedUrl)!),
     url_source: config.url ? 'configured' : 'deployed',
     rate_per_second: config.rate_per_second ?? null,
     paused_at: config.paused_at ?? null,

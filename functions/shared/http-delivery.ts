@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { type LoggedResponse, loggedBody, loggedResponseHeaders } from '../domain/attempt-log.ts';
 import type { DeliveryAttempt } from '../domain/conversation.ts';
-import { outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
+import { isHttpStatus, outcomeForStatus, retryAfterMs, timedOutReason } from '../domain/delivery.ts';
+import { shownDeliveryUrl } from '../domain/delivery-url.ts';
 
 /** At most this much of a receiver's answer is read (and kept, trimmed, for the attempt record). */
 const MAX_RESPONSE_BYTES = 65_536;
@@ -73,13 +74,7 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         let size = 0;
         let capped = false;
         const answer = (cut: string | null) =>
-          resolve({
-            status: response.statusCode ?? 0,
-            headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
-            retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
-            bytes: Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES),
-            cut,
-          });
+          resolve(answerOf(response, Buffer.concat(chunks).subarray(0, MAX_RESPONSE_BYTES), cut));
         answerSoFar = answer;
         response.on('data', (chunk: Buffer) => {
           chunks.push(chunk);
@@ -96,6 +91,14 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
         });
       },
     );
+    // A 101 (Switching Protocols) never reaches the response callback: without an 'upgrade' listener Node drops the
+    // connection, and the request settled neither then nor at its deadline, so Deliver waited for its Lambda's (or
+    // the local run's) end. The gateway asked for no upgrade: the 101 is the receiver's answer, a status like any
+    // other that is no 2xx (permanent), and the connection handed over is closed.
+    request.on('upgrade', (response, socket) => {
+      socket.destroy();
+      resolve(answerOf(response, Buffer.alloc(0), null));
+    });
     request.on('error', (error) => {
       if (answerSoFar) return answerSoFar(reason(error));
       const certificate = !signal.aborted && certificateProblem(error) !== null;
@@ -103,6 +106,17 @@ function post(url: string, body: string, headers: Record<string, string>, timeou
     });
     request.end(body);
   }).finally(() => clearTimeout(deadline));
+}
+
+/** The receiver's answer: its status, its headers (a repeated one joined with ", ") and the body read. */
+function answerOf(response: http.IncomingMessage, bytes: Buffer, cut: string | null): Answer {
+  return {
+    status: response.statusCode ?? 0,
+    headers: Object.entries(response.headers).map(([name, value]) => [name, [value ?? ''].flat().join(', ')]),
+    retryAfter: [response.headers['retry-after']].flat()[0] ?? null,
+    bytes,
+    cut,
+  };
 }
 
 /**
@@ -148,19 +162,33 @@ function networkReason(error: unknown, host: string): string {
 
 /**
  * Where a 3xx sent the delivery, for its error: redirects are not followed (docs/contract.md, "Deliveries"), so the
- * operator learns from the attempt itself where the receiver has moved (a relative Location read against the URL).
+ * operator learns from the attempt itself where the receiver has moved (a relative Location read against the URL);
+ * and to what a 101 would have switched the connection (no upgrade is asked for, none is made).
  */
-function redirectNote(status: number, headers: [string, string][], url: string): string {
+function statusNote(status: number, headers: [string, string][], url: string): string {
+  if (!isHttpStatus(status))
+    return ' (no HTTP status: they are 100–599, so the receiver is broken; permanent, redrive once its operator fixed it)';
+  if (status === 101) {
+    const upgrade = headers.find(([name]) => name === 'upgrade')?.[1];
+    return ` (a switch to ${upgrade ? upgrade.slice(0, 100) : 'another protocol'} the gateway did not ask for, refused)`;
+  }
   if (status < 300 || status >= 400) return '';
   const location = headers.find(([name]) => name === 'location')?.[1];
   if (!location) return ' (a redirect without a Location, not followed)';
-  let target: string;
+  return ` (a redirect to ${shownLocation(location, url)}, not followed)`;
+}
+
+/**
+ * A redirect's Location as it is recorded (its error, the attempt log's response headers): read against the URL, then
+ * its origin only, as a delivery URL is (docs/security.md, "Delivery URLs outside configuration"): a Location may carry
+ * credentials (`user:pass@`, a token in its query or path) as the delivery URL may.
+ */
+function shownLocation(location: string, url: string): string {
   try {
-    target = new URL(location, url).href;
+    return shownDeliveryUrl(new URL(location, url).href);
   } catch {
-    target = location;
+    return '(not a URL)';
   }
-  return ` (a redirect to ${target.slice(0, 300)}, not followed)`;
 }
 
 /** One POST. Never throws: every result, including network failures and timeouts, is an attempt record. */
@@ -186,14 +214,16 @@ export async function postJson(
       ...(outcome === 'delivered'
         ? {}
         : {
-            error: `HTTP ${status}${redirectNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
+            error: `HTTP ${String(status).padStart(3, '0')}${statusNote(status, answered, url)}${cut ? ` (its body cut short: ${cut})` : ''}${text ? `: ${text.slice(0, 200)}` : ''}`,
           }),
     };
     const retryAfterWait = outcome === 'retryable' ? retryAfterMs(retryAfter, new Date()) : null;
     if (retryAfterWait !== null) attempt.retry_after_ms = retryAfterWait;
     const logged = loggedBody(bytes);
     if (cut) logged.body_truncated = true;
-    return { attempt, response: { status, headers: loggedResponseHeaders(answered), ...logged } };
+    const kept = loggedResponseHeaders(answered);
+    if (kept.location !== undefined) kept.location = shownLocation(kept.location, url);
+    return { attempt, response: { status, headers: kept, ...logged } };
   } catch (error) {
     return {
       attempt: {

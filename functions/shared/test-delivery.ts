@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { DeliveryAttempt, WebhookType } from '../domain/conversation.ts';
 import { buildTestDeliveryPayload, USER_AGENT, unsafeDeliveryUrl } from '../domain/delivery.ts';
+import { shownDeliveryUrl } from '../domain/delivery-url.ts';
 import { signOutbound } from '../domain/signatures.ts';
 import { type PostResult, postJson } from './http-delivery.ts';
 
@@ -51,7 +52,7 @@ export async function sendTestDelivery(
         : `signed with ${secrets.length === 1 ? 'one secret' : `${secrets.length} secrets`}`;
   return {
     webhook_type: type,
-    url,
+    url: shownDeliveryUrl(url),
     delivery_id: deliveryId,
     signing,
     delivered: attempt.outcome === 'delivered',

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { withAttemptLog } from '../../functions/domain/attempt-log.ts';
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
+import { shownDeliveryUrl } from '../../functions/domain/delivery-url.ts';
 import { EXPORT_FILES, exportFolder, recordFromExport } from '../../functions/domain/export-formats.ts';
 import { type FailedDeliveryEnvelope, owedBy } from '../../functions/domain/failed-delivery.ts';
 import { FileAttemptLog } from '../../functions/shared/attempt-log.ts';
@@ -469,7 +470,7 @@ function printConversation(
     out(`  time       ${formatFigures(conversationFigures(record, executions))}`);
     for (const a of record.execution.delivery_attempts) {
       out(
-        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}  ${a.duration_ms} ms${a.request ? `  → ${a.request.url}` : ''}`,
+        `  attempt ${a.attempt}  ${a.at}  ${a.via ?? 'workflow'}  ${a.outcome}${a.status_code ? ` HTTP ${a.status_code}` : ''}  ${a.duration_ms} ms${a.request ? `  → ${shownDeliveryUrl(a.request.url)}` : ''}`,
       );
       if (a.response)
         out(

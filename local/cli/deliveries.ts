@@ -10,7 +10,8 @@ import { settings } from '../../functions/shared/settings.ts';
 import { latestRecord } from '../history/conversations.ts';
 import { NO_HOLDS, nextAttemptLabel, type ReceiverHolds, receiverHolds } from '../history/endpoints.ts';
 import { withLoggedCounts } from '../history/logged-counts.ts';
-import { resolveOptions } from '../server/config.ts';
+import { DATA_DIR_HEADER, DATA_DIR_HOLDER_HEADER, resolveOptions } from '../server/config.ts';
+import { dataDirHolder } from '../store/data-dir-lock.ts';
 import { ExecutionStore } from '../store/execution-store.ts';
 import { envelopeStates, LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
 import {
@@ -116,6 +117,27 @@ export async function deliveriesList(args: string[]): Promise<number> {
  */
 export const GATEWAY_ANSWER_MS = 150_000;
 
+/**
+ * How long a gateway still starting (503 STARTING: its listener is up, its engine and recovery not yet; nothing was
+ * done) is waited for, asking again after each Retry-After (at most MAX_START_WAIT_MS each): a redrive sent right after
+ * `npm start` (or a script's restart) is made once it is ready, not refused. Before, the command said "the gateway
+ * refused the redrive: the gateway is starting" and exited 1. A start that takes longer is said to be one.
+ */
+const STARTING_WAIT_MS = 60_000;
+const MAX_START_WAIT_MS = 5_000;
+
+/** The gateway answered 503 STARTING: nothing was done; ask again after `retryAfterMs`. */
+class GatewayStarting extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super('the gateway is starting');
+  }
+}
+
+function startingRetryMs(header: string | null): number {
+  const seconds = Number(header ?? '1');
+  return Number.isFinite(seconds) && seconds >= 0 ? Math.min(seconds * 1000, MAX_START_WAIT_MS) : 1_000;
+}
+
 /** What a gateway cut while it worked on a request says to do, by the operator's command (`afterCut`). */
 type AfterCut = (start: string) => string;
 
@@ -134,17 +156,29 @@ async function callGateway<T>(
   notFound?: (message: string) => T,
 ): Promise<T> {
   const start = onDataDir('npm start', resolveOptions().dataDir);
-  const waited = new AbortController();
-  const timer = setTimeout(() => waited.abort(), GATEWAY_ANSWER_MS);
-  try {
-    return await answerOf<T>(url, pathname, what, waited.signal, start, afterCut, notFound);
-  } catch (error) {
-    if (!waited.signal.aborted) throw error;
-    throw new CliError(
-      `the gateway at ${url} took the ${what} but did not answer within ${GATEWAY_ANSWER_MS / 1000} s (suspended with Ctrl-Z, or hung): ${afterCut(start)}`,
-    );
-  } finally {
-    clearTimeout(timer);
+  let startingWaited = 0;
+  for (;;) {
+    const waited = new AbortController();
+    const timer = setTimeout(() => waited.abort(), GATEWAY_ANSWER_MS);
+    try {
+      return await answerOf<T>(url, pathname, what, waited.signal, start, afterCut, notFound);
+    } catch (error) {
+      if (error instanceof GatewayStarting) {
+        if (startingWaited >= STARTING_WAIT_MS)
+          throw new CliError(
+            `the gateway at ${url} is still starting after ${Math.round(startingWaited / 1000)} s (nothing was done): its start prints what it recovers; run the ${what} again once it says it is listening`,
+          );
+        startingWaited += Math.max(error.retryAfterMs, 1);
+        await new Promise((resolve) => setTimeout(resolve, error.retryAfterMs));
+        continue;
+      }
+      if (!waited.signal.aborted) throw error;
+      throw new CliError(
+        `the gateway at ${url} took the ${what} but did not answer within ${GATEWAY_ANSWER_MS / 1000} s (suspended with Ctrl-Z, or hung): ${afterCut(start)}`,
+      );
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -160,7 +194,14 @@ async function answerOf<T>(
 ): Promise<T> {
   let response: Response;
   try {
-    response = await fetch(`${url}${pathname}`, { method: 'POST', signal });
+    // The folder whose deliveries this command read, and the gateway its gateway.pid names: a gateway serving another
+    // folder refuses (409), where it would have answered that it holds no such delivery.
+    const { dataDir } = resolveOptions();
+    const headers = {
+      [DATA_DIR_HEADER]: encodeURIComponent(dataDir),
+      [DATA_DIR_HOLDER_HEADER]: encodeURIComponent(await dataDirHolder(dataDir)),
+    };
+    response = await fetch(`${url}${pathname}`, { method: 'POST', signal, headers });
   } catch (error) {
     const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
     if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')
@@ -181,7 +222,9 @@ async function answerOf<T>(
     );
   }
   if (response.status >= 400) {
-    const error = (body as { error?: { message?: string } }).error;
+    const error = (body as { error?: { message?: string; code?: string } }).error;
+    if (response.status === 503 && error?.code === 'STARTING')
+      throw new GatewayStarting(startingRetryMs(response.headers.get('retry-after')));
     if (response.status === 404 && notFound) return notFound(error?.message ?? `HTTP 404 for the ${what}`);
     throw new CliError(`the gateway refused the ${what}: ${error?.message ?? response.status}`);
   }

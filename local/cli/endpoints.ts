@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { WEBHOOK_TYPES, type WebhookType } from '../../functions/domain/conversation.ts';
 import { unsafeDeliveryUrl } from '../../functions/domain/delivery.ts';
+import { shownDeliveryUrl } from '../../functions/domain/delivery-url.ts';
 import { type BreakerPolicy, type EndpointView, newUrlNote, parseRate } from '../../functions/domain/endpoints.ts';
 import { secretsFingerprint } from '../../functions/domain/secrets-fingerprint.ts';
 import { rotatedSecrets } from '../../functions/domain/signatures.ts';
@@ -40,7 +41,9 @@ function webhookTypeArg(value: string | undefined, command: string): WebhookType
 /** What `set` changed in the receiver's file, in words, or null when it changed nothing there. */
 function receiverChange(edit: EndpointEdit): string | null {
   const parts = [
-    edit.change.url !== undefined ? `URL ${edit.change.url ?? 'back to the deployed one'}` : null,
+    edit.change.url !== undefined
+      ? `URL ${edit.change.url === null ? 'back to the deployed one' : shownDeliveryUrl(edit.change.url)}`
+      : null,
     edit.change.rate_per_second !== undefined ? `rate ${edit.change.rate_per_second ?? 'none'}/s` : null,
   ].filter(Boolean);
   return parts.length > 0 ? parts.join(', ') : null;

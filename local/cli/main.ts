@@ -1,6 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
+import { shownDeliveryUrl } from '../../functions/domain/delivery-url.ts';
 import { MAX_FAILED_RUNS } from '../../functions/domain/failed-delivery.ts';
 import { parseInboundSecrets, parseSecretsBySource } from '../../functions/domain/signatures.ts';
 import { LockBusyError, UnreadableFileError } from '../../functions/shared/local-files.ts';
@@ -324,7 +325,10 @@ async function start(): Promise<number> {
     `  agent   ${gateway.agentEndpoint} function ${gateway.agentFunctionName}` +
       (gateway.agentEndpoint === gateway.url ? '  (SAMPLE agent built into this server)' : ''),
   );
-  for (const type of WEBHOOK_TYPES) out(`  deliver ${type.padEnd(14)} → ${gateway.settings.deliveryUrls[type]}`);
+  for (const type of WEBHOOK_TYPES) {
+    const url = gateway.settings.deliveryUrls[type];
+    out(`  deliver ${type.padEnd(14)} → ${url ? shownDeliveryUrl(url) : url}`);
+  }
   // A type without a secret is delivered unsigned: said here, the one place a user reads before the first delivery.
   // Not known here (null): the secret of DELIVERY_SIGNING_SECRETS_ARN, read by Deliver.
   const deliverySecrets = gateway.deliverySecretsFile

@@ -4,6 +4,7 @@
  * left, its question mark at its end.
  */
 import { agentTurn, type ConversationRecord, turnText, userQuery } from '../../functions/domain/conversation.ts';
+import { shownDeliveryUrl } from '../../functions/domain/delivery-url.ts';
 import {
   type EndpointView,
   heldState,
@@ -284,7 +285,7 @@ function summary(
   ${record.metadata.thread_id ? html`<dt>thread</dt><dd id="thread">${threadLink(record.metadata)} <small>turn ${record.metadata.thread_turn ?? '-'}</small></dd>` : ''}
   <dt>status</dt><dd id="conversation-status"${recoveredAfterStop(executions) ? html` data-recovered="true"` : ''}>${statusBadge(record.execution.status, recoveredAfterStop(executions))}</dd>
   <dt>type</dt><dd>${ctx.webhook_type ?? '-'} <small>${ctx.classification_reason ?? 'not classified'}</small></dd>
-  <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ?? ''}</small></dd>
+  <dt>delivery</dt><dd id="delivery-status" data-status="${ctx.delivery_status}">${badge(ctx.delivery_status)} <small>${ctx.delivery_target ? shownDeliveryUrl(ctx.delivery_target) : ''}</small></dd>
 ${requestKeys(record, executions)}
   <dt>delivery id</dt><dd><code>${ctx.delivery_id}</code></dd>
   ${timings(conversationFigures(record, executions))}
@@ -315,7 +316,7 @@ function answerCell(a: ConversationRecord['execution']['delivery_attempts'][numb
   if (!a.response) return html`<span class="err">${a.error ?? ''}</span>`;
   const r = a.response;
   return html`<details class="answer" data-attempt="${a.attempt}"><summary>${preview(r.body, 80) || '(empty body)'}</summary>
-  ${a.request ? html`<p><small>sent to</small> <code>${a.request.url}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
+  ${a.request ? html`<p><small>sent to</small> <code>${shownDeliveryUrl(a.request.url)}</code>${a.execution_name ? html` <small>by</small> <code>${a.execution_name}</code>` : ''}</p>` : ''}
   <dl class="headers">${Object.entries(r.headers).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>
   <pre class="text" dir="auto">${r.body}</pre>${r.body_truncated ? html`<p><small>the rest of the answer is not kept (over 4 KB, or cut short)</small></p>` : ''}
 </details>`;

@@ -205,6 +205,13 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 /** Where local state lives without LOCAL_DATA_DIR: the project's `.data`, wherever the command runs. */
 export const DEFAULT_DATA_DIR = path.join(PROJECT_ROOT, '.data');
 
+/**
+ * The headers in which `webhook-gateway deliveries` names the data folder it acts on (local/cli/deliveries.ts), both
+ * URI-encoded: its path, and the gateway its gateway.pid names (local/server/operator-routes.ts compares that one).
+ */
+export const DATA_DIR_HEADER = 'x-local-data-dir';
+export const DATA_DIR_HOLDER_HEADER = 'x-local-data-dir-gateway';
+
 export function resolveOptions(
   options: Partial<GatewayOptions> = {},
   env: NodeJS.ProcessEnv = process.env,

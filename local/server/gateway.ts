@@ -715,6 +715,8 @@ export async function startGateway(partial: Partial<GatewayOptions> = {}): Promi
     // DELIVERY_SIGNING_SECRETS).
     signingSecrets: () => readDeliverySecrets(deliverySecretsFile),
     attempts: async (id) => (await attemptLog()?.list(id)) ?? [],
+    dataDir: options.dataDir,
+    dataDirHolder: dataDirLock.stamp,
   });
   // On a loopback-only listener every legitimate caller is on this machine and names it so: a rebound DNS name is a
   // page on another origin (DNS rebinding), refused even on the public routes. The helper routes (sample agent,

@@ -18,6 +18,7 @@ import { receiverRows } from '../history/endpoints.ts';
 import { withLoggedCounts } from '../history/logged-counts.ts';
 import type { ExecutionStore } from '../store/execution-store.ts';
 import { type EnvelopeSummary, envelopeStates, type LocalFailedDeliveryStore } from '../store/failed-delivery-store.ts';
+import { DATA_DIR_HEADER, DATA_DIR_HOLDER_HEADER } from './config.ts';
 import { sendJson } from './http.ts';
 import { operatorOnly } from './loopback.ts';
 import { type RouteHandler, router } from './router.ts';
@@ -34,6 +35,32 @@ export interface OperatorContext {
   signingSecrets: () => Promise<SecretsBySource | null>;
   /** A conversation's attempts in the attempt log (GET /local/deliveries counts the tries only the log has). */
   attempts: (conversationId: string) => Promise<readonly LoggedAttempt[]>;
+  /** The data folder this gateway serves (LOCAL_DATA_DIR), and what it wrote in its gateway.pid. */
+  dataDir: string;
+  dataDirHolder: string;
+}
+
+/**
+ * Why a command that names another data folder (DATA_DIR_HEADER) than this gateway's is refused, or null. Its
+ * redrive or resend read that folder's deliveries; this gateway holds others: before, it answered "no failed delivery
+ * of <id> is stored" (404), as if the delivery were no longer owed, when the PORT it found it at was another
+ * gateway's (the folder's own not running). The folder is this gateway's when its gateway.pid names this gateway
+ * (DATA_DIR_HOLDER_HEADER): the same file by any path to it, a symbolic link or a container's mount of the folder. A
+ * request without the header (the console, curl) is not asked.
+ */
+function otherDataDir(req: IncomingMessage, ctx: Pick<OperatorContext, 'dataDir' | 'dataDirHolder'>): string | null {
+  const named = req.headers[DATA_DIR_HEADER];
+  if (typeof named !== 'string' || named === '') return null;
+  let folder: string;
+  let holder: string;
+  try {
+    folder = decodeURIComponent(named);
+    holder = decodeURIComponent([req.headers[DATA_DIR_HOLDER_HEADER] ?? ''].flat()[0] ?? '');
+  } catch {
+    return `${DATA_DIR_HEADER} and ${DATA_DIR_HOLDER_HEADER} must be URI-encoded`;
+  }
+  if (holder === ctx.dataDirHolder) return null;
+  return `this gateway serves the data folder ${ctx.dataDir}, not ${folder}: nothing was done. Start the gateway of ${folder} (LOCAL_DATA_DIR=${folder} npm start), or run the command with this gateway's LOCAL_DATA_DIR`;
 }
 
 const badRequest = (res: ServerResponse, message: string) => sendJson(res, 400, errorBody('VALIDATION_ERROR', message));
@@ -270,6 +297,8 @@ export function operatorRoutes(ctx: OperatorContext): RouteHandler {
   ]);
   return operatorOnly(async (req, res) => {
     req.resume();
+    const other = otherDataDir(req, ctx);
+    if (other !== null) return sendJson(res, 409, errorBody('OTHER_DATA_DIR', other));
     return routes(req, res);
   }, 'the operator endpoint');
 }

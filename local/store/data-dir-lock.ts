@@ -130,7 +130,14 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export async function lockDataDir(
   dataDir: string,
   options: DataDirLockOptions = {},
-): Promise<{ release(): Promise<void>; held(): boolean; tookOver: string | null; stale: boolean }> {
+): Promise<{
+  release(): Promise<void>;
+  held(): boolean;
+  tookOver: string | null;
+  stale: boolean;
+  /** What this gateway wrote in gateway.pid: who serves the folder (dataDirHolder reads it from any mount of it). */
+  stamp: string;
+}> {
   const wait = options.wait ?? sleep;
   const file = path.join(dataDir, 'gateway.pid');
   // `<pid>@<host>`, then when this process started (clock ticks after boot, where /proc has it): a later holder of the
@@ -186,6 +193,7 @@ export async function lockDataDir(
   return {
     tookOver,
     stale,
+    stamp: mine,
     held: fresh.held,
     async release() {
       await fresh.stop();
@@ -282,4 +290,13 @@ export async function holdsDataDir(dataDir: string, writer: { pid: number; host:
     mtimeMs !== null &&
     writerState(holder, { ms: Date.now() - mtimeMs, staleMs: STALE_MS }) === 'fresh'
   );
+}
+
+/**
+ * The text of `<dataDir>/gateway.pid` ('' when there is none): the stamp of the gateway serving the folder, the same
+ * whatever path the folder is reached by (a symbolic link, a container's mount of it), so a command tells the gateway
+ * which folder it means by it (local/server/operator-routes.ts).
+ */
+export async function dataDirHolder(dataDir: string): Promise<string> {
+  return (await textOf(path.join(dataDir, 'gateway.pid')).catch(() => null)) ?? '';
 }

@@ -58,7 +58,7 @@ describe('the caller waits (RESPONSE_TIMEOUT_MS): in-workflow attempts never out
     expect(envelope).toMatchObject({
       state: 'pending',
       attempts: [],
-      target: world.receiver.urlFor('deal_analysis'),
+      target: `${world.receiver.url}/…`,
     });
     expect(envelope.last_error).toMatch(
       /^deferred: no time left for a delivery attempt before \S+Z, when the caller's answer is due/,

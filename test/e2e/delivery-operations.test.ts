@@ -1,6 +1,10 @@
+import { mkdtemp, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FileEndpointStore } from '../../functions/shared/endpoint-store.ts';
+import { LocalFailedDeliveryStore } from '../../local/store/failed-delivery-store.ts';
+import { pendingEnvelope } from '../support/aws-fixtures.ts';
 import { runMain } from '../support/cli.ts';
 import { folderOf, SEED_REQUEST, startWorld, type TestWorld } from '../support/gateway.ts';
 import { captureJsonLines } from '../support/log-capture.ts';
@@ -64,7 +68,7 @@ describe('the attempt log: what the receiver answered, for every attempt', () =>
         body_truncated: false,
         headers: { 'x-request-id': 'crm-1', 'content-type': 'text/plain' },
       },
-      request: { url: world.receiver.urlFor('deal_analysis') },
+      request: { url: `${world.receiver.url}/…` },
     });
     expect(shown.delivery_attempts[0].response.headers['set-cookie']).toBeUndefined();
     expect(shown.delivery_attempts[1]).toMatchObject({ attempt: 2, outcome: 'delivered' });
@@ -141,7 +145,9 @@ describe('receivers at run time: endpoints set | pause | resume, without a resta
   it('endpoints set --url redirects the next delivery; --url default goes back to the deployed one', async () => {
     const set = await cli(['endpoints', 'set', 'deal_analysis', '--url', `${world.receiver.url}/moved/deal`]);
     expect(set.code, set.stderr).toBe(0);
-    expect(set.stdout).toContain(`${world.receiver.url}/moved/deal`);
+    // Its origin only (docs/security.md): the receiver's own, no longer the deployed one.
+    expect(set.stdout).toContain(`${world.receiver.url}/…`);
+    expect(set.stdout).not.toContain(`${world.receiver.url}/… (deployed)`);
     const res = await world.post(SEED_REQUEST);
     expect(res.body.tracking.delivery_status).toBe('delivered');
     expect(world.receiver.received.map((r) => r.path)).toEqual(['/moved/deal']);
@@ -324,5 +330,42 @@ describe('a receiver failing for ENDPOINT_DISABLE_AFTER_DAYS is disabled: kept, 
       held.body.tracking.delivery_id,
     ]);
     expect((await dealEndpoint()).queued).toBe(queuedBefore);
+  });
+});
+
+describe('deliveries redrive | resend name the data folder they read: a gateway serving another refuses', () => {
+  it("another folder's delivery is refused, saying whose gateway this is; the same folder by another path (a link) is redriven", async () => {
+    // A folder whose gateway is not running, its dead delivery read by the command, and this gateway found at the URL
+    // (its PORT, GATEWAY_URL): before, the gateway answered that no failed delivery of it is stored, "none was owed,
+    // or its file was deleted", while the folder still owed it.
+    const other = await mkdtemp(path.join(tmpdir(), 'other-data-'));
+    try {
+      const envelope = pendingEnvelope('otherfolder');
+      await new LocalFailedDeliveryStore(other).put(envelope);
+      const env = { LOCAL_DATA_DIR: other, GATEWAY_URL: world.gateway.url, NO_COLOR: '1' };
+      const refused = await runMain(['deliveries', 'redrive', envelope.conversation_id], env);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout).not.toContain('not_found');
+      expect(refused.stderr).toContain(
+        `this gateway serves the data folder ${world.dataDir}, not ${other}: nothing was done. Start the gateway of ${other}`,
+      );
+      const resend = await runMain(['deliveries', 'resend', envelope.conversation_id], env);
+      expect(resend.stderr).toContain(`this gateway serves the data folder ${world.dataDir}, not ${other}`);
+
+      world.receiver.reply(410);
+      const res = await world.post(SEED_REQUEST);
+      expect(res.body.tracking.delivery_status).toBe('failed');
+      const link = path.join(other, 'link-to-the-gateways-folder');
+      await symlink(world.dataDir, link);
+      const linked = await runMain(['deliveries', 'redrive', res.body.conversation_id], {
+        ...env,
+        LOCAL_DATA_DIR: link,
+      });
+      expect(linked.code, linked.stderr).toBe(0);
+      expect(linked.stdout).toContain(`${res.body.conversation_id} → delivered`);
+      expect(world.receiver.received).toHaveLength(2);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
   });
 });

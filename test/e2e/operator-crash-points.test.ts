@@ -257,7 +257,7 @@ const ENDPOINT_POINTS: EndpointPoint[] = [
     path: SECRETS,
     n: 1,
     when: 'before',
-    after: { url: 'http://127.0.0.1:9/new', signing_secrets: 2 },
+    after: { url: 'http://127.0.0.1:9/…', url_source: 'configured', signing_secrets: 2 },
   },
   {
     name: 'the secrets placed, their time not recorded on the receiver',
@@ -266,7 +266,7 @@ const ENDPOINT_POINTS: EndpointPoint[] = [
     path: SECRETS,
     n: 1,
     when: 'after',
-    after: { url: 'http://127.0.0.1:9/new', signing_secrets: 2 },
+    after: { url: 'http://127.0.0.1:9/…', url_source: 'configured', signing_secrets: 2 },
   },
   {
     name: 'the previous secret dropped, the time not recorded',

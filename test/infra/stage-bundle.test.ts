@@ -416,7 +416,9 @@ describe("each function's bundle, split in chunks", () => {
       // functions/domain/conversation.ts; docs/performance.md §4): measured 226.4 KB.
       // +0.9 KB (redeliver27, attempts27): a Deliver Lambda refused records no attempt (LAMBDA_REFUSALS); a
       // redelivery's attempt numbered after the attempt log's last (redeliveryAttemptNumber): measured 227.3 KB.
-      deliver: 228,
+      // +0.6 KB (urls30): a delivery URL recorded by its origin only (shownDeliveryUrl), a redirect's Location too, and
+      // a status outside 100-599 named a broken receiver's: measured 228.5 KB.
+      deliver: 229,
       // +1.6 KB: a redelivery's delivery status written to a completed status record (docs/contract.md).
       // +0.5 KB (inbound19): IDEMPOTENCY_TTL_SECONDS ≥ 300 (settings).
       // +0.2 KB: the thread store's calls take a caller's deadline (Validate's, before its Lambda's timeout).

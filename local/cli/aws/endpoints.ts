@@ -9,6 +9,7 @@ import { GetFunctionConfigurationCommand } from '@aws-sdk/client-lambda';
 import { GetSecretValueCommand, PutSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 import { WEBHOOK_TYPES, type WebhookType } from '../../../functions/domain/conversation.ts';
 import { DELIVERY_URL_VARIABLES } from '../../../functions/domain/delivery.ts';
+import { shownDeliveryUrl } from '../../../functions/domain/delivery-url.ts';
 import { type Endpoint, endpointView, newUrlNote } from '../../../functions/domain/endpoints.ts';
 import { secretsFingerprint } from '../../../functions/domain/secrets-fingerprint.ts';
 import { parseSecretsBySource, type SecretsBySource } from '../../../functions/domain/signatures.ts';
@@ -104,7 +105,9 @@ async function putSecrets(
 function tableChange(sub: string, edit: EndpointEdit | null): string | null {
   if (sub === 'pause' || sub === 'resume') return `${sub}d`;
   const parts = [
-    edit?.change.url !== undefined ? `URL ${edit.change.url ?? 'back to the deployed one'}` : null,
+    edit?.change.url !== undefined
+      ? `URL ${edit.change.url === null ? 'back to the deployed one' : shownDeliveryUrl(edit.change.url)}`
+      : null,
     edit?.change.rate_per_second !== undefined ? `rate ${edit.change.rate_per_second ?? 'none'}/s` : null,
   ].filter(Boolean);
   return parts.length > 0 ? parts.join(', ') : null;

@@ -162,7 +162,7 @@ describe('Deliver with a caller waiting, against AWS endpoints that never answer
     expect(ran.still, 'still waiting for DynamoDB long after deliver_by').toBeUndefined();
     expect(posts).toBe(0);
     expect(ran.error?.name).toBe('DeliveryDeferredError');
-    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: 'https://hooks.example.com/…' });
     expect(aws.requests.map((r) => r.target)).toEqual(['DynamoDB_20120810.UpdateItem']);
     expect(logs.events().filter((e) => e.event_type === DELIVERY_DEFERRED_EVENT)).toEqual([
       expect.objectContaining({ hold: 'deadline' }),
@@ -176,7 +176,7 @@ describe('Deliver with a caller waiting, against AWS endpoints that never answer
     expect(ran.still, 'still waiting for Secrets Manager long after deliver_by').toBeUndefined();
     expect(posts).toBe(0);
     expect(ran.error?.name).toBe('DeliveryDeferredError');
-    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: 'https://hooks.example.com/…' });
     expect(aws.requests.map((r) => r.target)).toEqual(['secretsmanager.GetSecretValue']);
   });
 });
@@ -203,7 +203,7 @@ describe('Deliver with nobody waiting, near its Lambda’s timeout', () => {
     expect(ran.still, 'still waiting for Secrets Manager past the Lambda’s timeout').toBeUndefined();
     expect(posts).toBe(0);
     expect(ran.error?.name).toBe('DeliveryDeferredError');
-    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: 'https://hooks.example.com/…' });
     expect(String(ran.hold?.message)).toMatch(/this Deliver Lambda's timeout less 1500 ms \(an AWS call was cut at it/);
   });
 
@@ -212,7 +212,7 @@ describe('Deliver with nobody waiting, near its Lambda’s timeout', () => {
 
     expect(posts).toBe(0);
     expect(ran.error?.name).toBe('DeliveryDeferredError');
-    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(ran.hold).toMatchObject({ hold: 'deadline', status: 'queued', target: 'https://hooks.example.com/…' });
     expect(String(ran.hold?.message)).toMatch(
       /has 2500 ms left .* not the attempt's 3000 ms .*rather than cut off mid-POST$/,
     );

@@ -160,7 +160,7 @@ describe("Deliver after waiting for the receiver's rate", () => {
 
     expect(receiver.posts).toEqual([]);
     expect(failed.name).toBe('DeliveryDeferredError');
-    expect(failed.payload).toMatchObject({ hold: 'deadline', status: 'queued', target: TARGET });
+    expect(failed.payload).toMatchObject({ hold: 'deadline', status: 'queued', target: 'https://hooks.example.com/…' });
     expect(failed.payload.message).toMatch(/^no time left for a delivery attempt before /);
     expect(logs.events().filter((e) => e.event_type === 'WEBHOOK_DELIVERY_DEFERRED')).toEqual([
       expect.objectContaining({ hold: 'deadline', webhook_type: 'deal_analysis' }),
@@ -236,7 +236,11 @@ describe('Deliver held on a retry of its state (the attempt log on DynamoDB)', (
     const failed = await thrown(deliver(input, { clock, store: null, post: slowReceiver(clock, 100).post }));
 
     expect(failed.name).toBe('DeliveryDeferredError');
-    expect(failed.payload).toMatchObject({ hold: 'deadline', status: 'retrying', target: TARGET });
+    expect(failed.payload).toMatchObject({
+      hold: 'deadline',
+      status: 'retrying',
+      target: 'https://hooks.example.com/…',
+    });
     // Before: no attempts, so the envelope said `0 attempts` and the redelivery was numbered 1 again.
     expect(failed.payload.attempts).toEqual([1, 2].map((n) => ({ ...JSON.parse(tried(n).entry.S), ...SHORT })));
     expect(dynamo.commandCalls(QueryCommand)[0]!.args[0].input).toMatchObject({ TableName: 'deliveries' });

@@ -56,7 +56,7 @@ describe('outcomeForStatus', () => {
     expect(outcomeForStatus(status)).toBe('retryable');
   });
 
-  it.each([400, 401, 403, 404, 405, 409, 410, 413, 422, 301, 302, 303, 307, 308, 100, 199])(
+  it.each([400, 401, 403, 404, 405, 409, 410, 413, 422, 301, 302, 303, 307, 308, 100, 199, 0, 99, 600, 999])(
     '%i is permanent',
     (status) => {
       expect(outcomeForStatus(status)).toBe('permanent');

@@ -2,7 +2,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -65,7 +65,7 @@ describe('postJson (the delivery POST)', () => {
     expect(attempt).toMatchObject({
       status_code: 302,
       outcome: 'permanent',
-      error: `HTTP 302 (a redirect to ${base}/ok, not followed)`,
+      error: `HTTP 302 (a redirect to ${base}/…, not followed)`,
     });
     expect(received.length - before).toBe(1);
   });
@@ -149,6 +149,63 @@ describe('postJson (the delivery POST)', () => {
       outcome: 'retryable',
       error: "network error: HPE_HEADER_OVERFLOW (the answer's headers are over 64 KB)",
     });
+  });
+
+  it('a 101 Switching Protocols is an answer (permanent, saying to what), not a POST that never ends', async () => {
+    // Before, Node dropped the connection a 101 handed over (no 'upgrade' listener) and the POST settled neither then
+    // nor at its deadline: Deliver hung until its Lambda (or the local run) ended, the attempt never recorded.
+    let closed!: () => void;
+    const switched = new Promise<void>((r) => (closed = r));
+    const raw = createNetServer((socket: Socket) => {
+      socket.once('data', () =>
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n'),
+      );
+      socket.on('close', closed);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let result: Awaited<ReturnType<typeof postJson>> | undefined;
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}/hook`;
+      void postJson(url, '{}', {}, 1, 5_000).then((r) => (result = r));
+      await switched; // the gateway closed the connection the 101 handed over
+      await vi.advanceTimersByTimeAsync(5_000); // and its deadline has passed
+      expect(result?.attempt).toMatchObject({
+        status_code: 101,
+        outcome: 'permanent',
+        error: 'HTTP 101 (a switch to h2c the gateway did not ask for, refused)',
+      });
+      expect(result?.response).toMatchObject({ status: 101, body: '' });
+    } finally {
+      vi.useRealTimers();
+      raw.close();
+    }
+  });
+
+  it.each([
+    ['099', 99],
+    ['600', 600],
+    ['999', 999],
+  ])('a status outside 100-599 (HTTP %s) is a broken receiver: permanent, its error saying so', async (text, code) => {
+    // Before, 600 and 999 were retried as a 5xx, and 099 was permanent as any other status, its error saying nothing.
+    const raw = createNetServer((socket: Socket) => {
+      socket.once('data', () =>
+        socket.end(`HTTP/1.1 ${text} Odd\r\nContent-Length: 4\r\nConnection: close\r\n\r\nodd!`),
+      );
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}/hook`;
+      const { attempt, response } = await postJson(url, '{}', {}, 1, 5_000);
+      expect(attempt).toMatchObject({
+        status_code: code,
+        outcome: 'permanent',
+        error: `HTTP ${text} (no HTTP status: they are 100–599, so the receiver is broken; permanent, redrive once its operator fixed it): odd!`,
+      });
+      expect(response).toMatchObject({ status: code, body: 'odd!' });
+    } finally {
+      raw.close();
+    }
   });
 
   it('a URL it cannot POST to is a retryable network error, not a throw', async () => {

@@ -103,7 +103,7 @@ describe('DELIVERY_SIGNING_SECRETS_FILE', () => {
     expect(result.code).toBe(1);
     // Before: 'webhook-gateway: Error: EISDIR: …' alone, as if nothing had been done, though the URL was changed.
     expect(result.stderr).toMatch(
-      /^webhook-gateway: general: the change was made \(URL https:\/\/crm\.example\.com\/hooks\/general\), but its signing secrets were not changed: EISDIR/,
+      /^webhook-gateway: general: the change was made \(URL https:\/\/crm\.example\.com\/…\), but its signing secrets were not changed: EISDIR/,
     );
     const stored = JSON.parse(await readFile(path.join(dataDir, 'deliveries', 'endpoints', 'general.json'), 'utf8'));
     expect(stored.config.url).toBe('https://crm.example.com/hooks/general');

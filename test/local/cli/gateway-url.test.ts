@@ -121,4 +121,32 @@ describe('the gateway URL of the CLI', () => {
       gateway.close();
     }
   });
+  it('a gateway still starting (503 STARTING, as its listener answers before its engine is up) is asked again after its Retry-After, not a refusal', async () => {
+    // Before: "the gateway refused the resend of <id>: the gateway is starting", exit 1, for a command sent right
+    // after npm start. Retry-After 0 here (the gateway says 1): nothing in the test waits for time.
+    const id = 'webhook_20261203_014742_testing_phase3valid_c65swbapsr';
+    let asked = 0;
+    const starting = createServer((req, res) => {
+      asked += 1;
+      req.resume();
+      if (asked <= 2) {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '0' });
+        res.end(JSON.stringify({ success: false, error: { code: 'STARTING', message: 'the gateway is starting' } }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ conversation_id: id, status: 'delivered' }));
+    });
+    await new Promise<void>((r) => starting.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(starting.address() as AddressInfo).port}`;
+    try {
+      const result = await runMain(['deliveries', 'resend', id, '--url', url], { LOCAL_DATA_DIR: dataDir });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain(`${id} resent → delivered`);
+      expect(asked).toBe(3);
+    } finally {
+      starting.close();
+    }
+  });
 });

@@ -43,7 +43,7 @@ describe('webhook-gateway start / conversations', () => {
     expect(out).toMatch(/POST http:\/\/127\.0\.0\.1:\d+\/webhook/);
     expect(out).toMatch(/SAMPLE agent/);
     expect(out).toMatch(/bucket revops-conversations/);
-    expect(out).toMatch(/deliver deal_analysis\s+→ http:\/\/127\.0\.0\.1:\d+\/local\/receiver\/deal_analysis/);
+    expect(out).toMatch(/deliver deal_analysis\s+→ http:\/\/127\.0\.0\.1:\d+\/…/);
     expect(out).toMatch(/signing deliveries with the secrets in \S*delivery-signing-secrets\.json/);
     expect(out).toMatch(/console http:\/\/127\.0\.0\.1:\d+\/console/);
   });

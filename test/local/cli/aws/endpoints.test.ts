@@ -121,8 +121,8 @@ describe('endpoints --aws', () => {
     const table = rows(output.stdout);
     expect(Object.keys(table)).toEqual(['deal_analysis', 'data_analysis', 'lead_analysis', 'general']);
     // Failing at the deployed threshold (3, not the default 5); the operator's URL and rate.
-    expect(table.deal_analysis).toMatch(/failing\s+one secret\s+https:\/\/crm-new\.example\.com\/hooks\/deals\s+5\/s/);
-    expect(table.general).toMatch(/healthy\s+unsigned\s+https:\/\/crm\.example\.com\/hooks\/general \(deployed\)\s+-/);
+    expect(table.deal_analysis).toMatch(/failing\s+one secret\s+https:\/\/crm-new\.example\.com\/…\s+5\/s/);
+    expect(table.general).toMatch(/healthy\s+unsigned\s+https:\/\/crm\.example\.com\/… \(deployed\)\s+-/);
     expect(table.data_analysis).toMatch(/healthy\s+unsigned\s+\(none\)/);
     expect(output.stdout).toContain('3 deliveries pending in the schedule across all types');
     expect(output.stderr).toBe('');
@@ -496,7 +496,7 @@ describe('endpoints --aws', () => {
     expect(await main(['endpoints', 'set', 'deal_analysis', '--url', url, '--secret', NEW_SECRET, '--aws'])).toBe(1);
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(1);
     expect(output.stderr).toBe(
-      `webhook-gateway: deal_analysis: the change was made (URL ${url}), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)\n`,
+      `webhook-gateway: deal_analysis: the change was made (URL https://crm-new.example.com/…), but its signing secrets were not changed: access denied: User: ops is not authorized to perform: secretsmanager:PutSecretValue: these credentials need the stack's OperatorPolicyArn policy (docs/deploy.md#after-the-first-deploy)\n`,
     );
   });
 
@@ -538,7 +538,7 @@ describe('endpoints --aws', () => {
     expect(headers['webhook-signature']).toBe(
       signOutbound(OLD_SECRET, payload.delivery_id as string, at, body)['webhook-signature'],
     );
-    expect(output.stdout).toContain(`to ${url} (signed with one secret) → HTTP 200 in `);
+    expect(output.stdout).toContain(`to ${receiver.url}/… (signed with one secret) → HTTP 200 in `);
     expect(dynamo.commandCalls(UpdateItemCommand)).toHaveLength(0);
     expect(secrets.commandCalls(PutSecretValueCommand)).toHaveLength(0);
   });
