@@ -30,6 +30,29 @@ export async function listedIds(reads: string[], dataDir: string, ...args: strin
 }
 
 /**
+ * A conversation's record saved as the gateway saves its history: one SUCCEEDED execution, `executionName`, started
+ * and stopped at `at`, whose Export state carries the record; `input` is the execution's input.
+ */
+export async function saveRecordHistory(
+  store: ExecutionStore,
+  record: ReturnType<typeof deliveredRecord>,
+  at: string,
+  executionName: string,
+  input: Record<string, unknown> = {},
+): Promise<string> {
+  await store.save(record.conversation_id, {
+    execution_name: executionName,
+    state_machine: 'conversation',
+    status: 'SUCCEEDED',
+    started_at: at,
+    stopped_at: at,
+    input,
+    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
+  });
+  return record.conversation_id;
+}
+
+/**
  * A delivered conversation received at `at`, saved as the gateway saves its history (one execution, `executionName`,
  * whose Export state carries the record): its conversation id, which ends in `suffix`.
  */
@@ -40,16 +63,7 @@ export async function saveDeliveredHistory(
   executionName: string,
 ): Promise<string> {
   const record = deliveredRecord(startedRecord(undefined, { input: { received_at: at }, ids: { suffix } }));
-  await store.save(record.conversation_id, {
-    execution_name: executionName,
-    state_machine: 'conversation',
-    status: 'SUCCEEDED',
-    started_at: at,
-    stopped_at: at,
-    input: {},
-    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-  });
-  return record.conversation_id;
+  return saveRecordHistory(store, record, at, executionName);
 }
 
 /**
@@ -66,16 +80,7 @@ export async function saveKeyedHistory(
   const record = deliveredRecord(
     startedRecord(request, { input: { received_at: at }, ids: { suffix: `${suffix}${n}` } }),
   );
-  await store.save(record.conversation_id, {
-    execution_name: `run-${n}`,
-    state_machine: 'conversation',
-    status: 'SUCCEEDED',
-    started_at: at,
-    stopped_at: at,
-    input: { headers: { 'webhook-id': `msg_${n}` } },
-    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-  });
-  return record.conversation_id;
+  return saveRecordHistory(store, record, at, `run-${n}`, { headers: { 'webhook-id': `msg_${n}` } });
 }
 
 /** These conversations' folders and histories made an hour old: the summary index keeps an entry of one once settled. */

@@ -6,7 +6,7 @@ import { type ConsoleContext, threadConversations } from '../../../local/console
 import { threadFragment } from '../../../local/console/pages.ts';
 import { ExecutionStore } from '../../../local/store/execution-store.ts';
 import { deliveredRecord, SEED_REQUEST, startedRecord } from '../../support/fixtures.ts';
-import { ageHistories, commandListingReads } from '../../support/history-reads.ts';
+import { ageHistories, commandListingReads, saveRecordHistory } from '../../support/history-reads.ts';
 
 /**
  * A long thread on the console's thread page: it read and rendered every turn's history (3,000 turns: a 2.4 MB page
@@ -24,16 +24,7 @@ async function saveTurn(store: ExecutionStore, n: number, threadId: string, turn
     { input: { received_at: at }, ids: { suffix: `long${n}` } },
   );
   const record = deliveredRecord({ ...started, metadata: { ...started.metadata, thread_turn: turn } });
-  await store.save(record.conversation_id, {
-    execution_name: `run-${n}`,
-    state_machine: 'conversation',
-    status: 'SUCCEEDED',
-    started_at: at,
-    stopped_at: at,
-    input: {},
-    events: [{ type: 'StateExited', timestamp: Date.parse(at), state: 'Export', output: { conversation: record } }],
-  });
-  return record.conversation_id;
+  return saveRecordHistory(store, record, at, `run-${n}`);
 }
 
 beforeAll(async () => {
