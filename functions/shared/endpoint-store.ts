@@ -349,10 +349,30 @@ export class DynamoEndpointStore implements EndpointStore {
     }
   }
 
-  /** The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. */
-  markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
+  /**
+   * The type's delivery secrets were changed (`endpoints set --secret --aws`): what they are now, by fingerprint. The
+   * same secrets marked again keep the time they began to sign (as on files): the condition reads the item's
+   * fingerprint in the write, and a repeat only touches `updated_at`.
+   */
+  async markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
     const at = { S: now.toISOString() };
-    return this.update(type, { updated_at: at, secrets_fingerprint: { S: fingerprint }, secrets_changed_at: at }, []);
+    try {
+      return await this.update(
+        type,
+        { updated_at: at, secrets_fingerprint: { S: fingerprint }, secrets_changed_at: at },
+        [],
+        (p) => {
+          const fp = p.name('secrets_fingerprint')!;
+          const since = p.name('secrets_changed_at')!;
+          return {
+            expression: `attribute_not_exists(${since}) OR attribute_not_exists(${fp}) OR ${fp} <> ${p.value('secrets_fingerprint')!}`,
+          };
+        },
+      );
+    } catch (e) {
+      if (!conditionFailed(e)) throw e;
+      return this.update(type, { updated_at: at }, []);
+    }
   }
 
   resume(type: WebhookType, now: Date): Promise<Endpoint> {
@@ -575,12 +595,17 @@ export class FileEndpointStore implements EndpointStore {
     return newUrl ? { ...changed, new_url: true } : changed;
   }
 
-  /** `endpoints set --secret | --drop-previous-secret` changed the type's secrets (to these) now. */
+  /**
+   * `endpoints set --secret | --drop-previous-secret` changed the type's secrets (to these) now. The same secrets
+   * marked again (the same `--secret` given twice, which changes nothing) keep the time they began to sign: it was
+   * moved to the repeat, and `endpoints list` then said a rotation under way for days began seconds ago.
+   */
   markSecrets(type: WebhookType, fingerprint: string, now: Date): Promise<Endpoint> {
-    return this.change(type, (e) => ({
-      ...e,
-      config: { ...e.config, secrets_fingerprint: fingerprint, secrets_changed_at: now.toISOString() },
-    }));
+    return this.change(type, (e) =>
+      e.config.secrets_fingerprint === fingerprint && e.config.secrets_changed_at
+        ? e
+        : { ...e, config: { ...e.config, secrets_fingerprint: fingerprint, secrets_changed_at: now.toISOString() } },
+    );
   }
 
   resume(type: WebhookType, now: Date, wait?: LockWait): Promise<Endpoint> {

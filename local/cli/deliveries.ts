@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { WEBHOOK_TYPES } from '../../functions/domain/conversation.ts';
 import { isConversationId } from '../../functions/domain/conversation-id.ts';
 import { endpointView } from '../../functions/domain/endpoints.ts';
 import { type FailedDeliveryEnvelope, owedBy, resendRefusal } from '../../functions/domain/failed-delivery.ts';
@@ -34,6 +35,7 @@ import {
   resultDetail,
   stateLabel,
 } from './shared.ts';
+import { printable } from './table.ts';
 
 /** What holds the deliveries of LOCAL_DATA_DIR's receivers (receiverHolds); nothing (with a note) when unreadable. */
 export async function localReceiverHolds(dataDir: string): Promise<ReceiverHolds> {
@@ -49,9 +51,29 @@ export async function localReceiverHolds(dataDir: string): Promise<ReceiverHolds
   }
 }
 
+/**
+ * `deliveries list deal_analysis` (or `… dead`, `… <conversation_id>`) was refused in node:util's words, "Unexpected
+ * argument 'deal_analysis'. This command does not take positional arguments", which named no way to say it: the
+ * refusal names the flag that does (docs/operations.md, Failed deliveries).
+ */
+function listArgumentRefusal(positionals: string[]): string {
+  const got = printable(positionals.join(' '));
+  const [first] = positionals;
+  const hint =
+    positionals.length === 1 && (WEBHOOK_TYPES as readonly string[]).includes(first!.toLowerCase())
+      ? `one type's: deliveries list --type ${printable(first!)}`
+      : positionals.length === 1 && envelopeStates(first!) !== null
+        ? `deliveries in one state: deliveries list --state ${printable(first!)}`
+        : positionals.length === 1 && isConversationId(first!)
+          ? `one conversation's delivery: conversations show ${first}`
+          : 'it takes --state pending|dead|settled|all, --type T, --limit N, --json';
+  return `deliveries list takes no arguments, got "${got}" (${hint})`;
+}
+
 export async function deliveriesList(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       json: { type: 'boolean' },
       state: { type: 'string' },
@@ -60,6 +82,7 @@ export async function deliveriesList(args: string[]): Promise<number> {
       ...AWS_OPTIONS,
     },
   });
+  if (positionals.length > 0) throw new CliError(listArgumentRefusal(positionals));
   if (awsRequested(values)) {
     for (const flag of ['state', 'type', 'limit'] as const)
       if (values[flag] !== undefined)

@@ -6,6 +6,7 @@ import { statusSigningPayload } from '../../functions/domain/conversation-status
 import { KEY_PATTERN } from '../../functions/domain/idempotency.ts';
 import { checkSecret, type SignedHeaders, signOutbound } from '../../functions/domain/signatures.ts';
 import { CliError, note } from './shared.ts';
+import { printable } from './table.ts';
 
 /**
  * `webhook-gateway sign --secret whsec_… (--data JSON | --file body.json | --status CONVERSATION_ID) [--id ID]
@@ -13,8 +14,9 @@ import { CliError, note } from './shared.ts';
  * then be sent byte for byte; `--status` signs `GET /conversations/<id>` (docs/security.md, "Reading a status").
  */
 export async function sign(args: string[]): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       secret: { type: 'string' },
       data: { type: 'string' },
@@ -24,6 +26,12 @@ export async function sign(args: string[]): Promise<number> {
       json: { type: 'boolean' },
     },
   });
+  // `sign '{"query": …}'` was refused in node:util's words ("Unexpected argument … does not take positional
+  // arguments"), which did not say where the body goes.
+  if (positionals.length > 0)
+    throw new CliError(
+      `sign takes no arguments, got "${printable(positionals.join(' '))}": the body you will send goes in --data JSON or --file PATH (or sign a status read with --status CONVERSATION_ID)`,
+    );
   const secret = values.secret ?? process.env.WEBHOOK_SECRET;
   if (!secret) throw new CliError('sign needs --secret whsec_… (or WEBHOOK_SECRET)');
   // As the gateway takes an inbound secret: another would sign what no gateway could check (or fail inside the library).

@@ -8,6 +8,11 @@
  */
 import { bySource } from '../../functions/domain/source-identity.ts';
 
+/** "1 request", "10 requests": a limit of 1 read "more than 1 requests/s" in the 429's message. */
+function requests(n: number): string {
+  return `${n} request${n === 1 ? '' : 's'}`;
+}
+
 export interface SourceLimit {
   rateLimit: number;
   burstLimit: number;
@@ -81,14 +86,14 @@ export class RateLimiter {
       return {
         allowed: false,
         retryAfterSeconds: Math.ceil((midnight - now) / 1000),
-        reason: `daily quota of ${limit.quotaPerDay} requests used`,
+        reason: `daily quota of ${requests(limit.quotaPerDay)} used`,
       };
     }
     if (bucket.tokens < 1) {
       return {
         allowed: false,
         retryAfterSeconds: Math.max(1, Math.ceil((1 - bucket.tokens) / limit.rateLimit)),
-        reason: `more than ${limit.rateLimit} requests/s (burst ${limit.burstLimit})`,
+        reason: `more than ${requests(limit.rateLimit)}/s (burst ${limit.burstLimit})`,
       };
     }
     bucket.tokens -= 1;

@@ -83,6 +83,13 @@ describe('docs/deploy.md, Timeouts: the figures are the template’s', () => {
     expect(flat(DEPLOY)).toContain(`the agent needs more than ${s(maxAgent)}`);
     expect(CONFIGURATION).toContain(`${maxAgent} at ${API_MS}`);
     expect(CONFIGURATION).toContain(`deliveries end ${s(R.tail + R.margin)} before it`);
+    // RESPONSE_TIMEOUT_MS's documented minimum with the default agent timeout stopped the start ("does not fit"): its
+    // row says below which one the agent's must come down, and to what at that minimum.
+    let least = API_MS;
+    while (maxSyncAgentTimeoutMs(least - 1) >= DEFAULT_CONFIG.agentTimeoutMs) least -= 1;
+    expect(CONFIGURATION).toContain(
+      `9000 to 300000, under ${least} with a lower \`MANAGER_AGENT_TIMEOUT_MS\` (at 9000: ${maxSyncAgentTimeoutMs(9000)})`,
+    );
   });
   it('the redelivery workflow’s paragraph, from its definition and the budget', () => {
     const redelivery = JSON.parse(readFileSync(path.join(STATEMACHINE_DIR, 'redelivery.asl.json'), 'utf8')) as {

@@ -454,6 +454,20 @@ describe('endpoint store on DynamoDB', () => {
     expect(ExpressionAttributeNames![at![1]!]).toBe('paused_at');
     expect(ExpressionAttributeValues![at![2]!]).toEqual({ S: NOW.toISOString() });
   });
+
+  it('the same secrets marked again keep since when they sign (endpoints set --secret --aws given twice)', async () => {
+    dynamo.reset();
+    // The item already names these secrets: the condition fails, and only updated_at is written.
+    dynamo.on(UpdateItemCommand).rejectsOnce(conditionFailed()).resolves({ Attributes: {} });
+    await store.markSecrets('general', 'fp-rotation', NOW);
+    const [marked, touched] = dynamo.commandCalls(UpdateItemCommand).map((c) => c.args[0].input);
+    const named = (input: typeof marked, text: string) =>
+      text.replace(/#[a-z]\d+/g, (p) => `#${input!.ExpressionAttributeNames![p]}`);
+    expect(named(marked, marked!.ConditionExpression!)).toMatch(
+      /^attribute_not_exists\(#secrets_changed_at\) OR attribute_not_exists\(#secrets_fingerprint\) OR #secrets_fingerprint <> :/,
+    );
+    expect(Object.values(touched!.ExpressionAttributeNames!)).toEqual(['updated_at']);
+  });
 });
 
 describe('endpoint store on files', () => {
@@ -469,6 +483,17 @@ describe('endpoint store on files', () => {
     expect(error).toBeInstanceOf(UnreadableFileError);
     expect((error as UnreadableFileError).file).toBe(store.file('lead_analysis'));
     await expect(store.list()).rejects.toThrow(/lead_analysis\.json is not a receiver's state/);
+  });
+
+  it('the same secrets marked again keep the time they began to sign; other secrets take the new time', async () => {
+    // The same `endpoints set --secret` given twice changes no secret: "two secrets since <time>" stays the rotation's.
+    const store = new FileEndpointStore(path.join(dir, 'secrets-marked'));
+    const at = (s: number) => new Date(NOW.getTime() + s * 1000);
+    await store.markSecrets('general', 'fp-rotation', NOW);
+    await store.markSecrets('general', 'fp-rotation', at(3600));
+    expect((await store.get('general')).config.secrets_changed_at).toBe(NOW.toISOString());
+    await store.markSecrets('general', 'fp-dropped', at(7200));
+    expect((await store.get('general')).config.secrets_changed_at).toBe(at(7200).toISOString());
   });
 
   it('its last Retry-After sets the time, a shorter one too, as on DynamoDB; a failure without one and a success keep it', async () => {

@@ -60,3 +60,41 @@ describe('endpoints commands take one webhook type', () => {
     );
   });
 });
+
+/**
+ * Commands that take no argument refused one in node:util's words ("Unexpected argument 'x'. This command does not take
+ * positional arguments"), which did not say how to ask for what was meant: the refusal names the flag that does.
+ */
+describe('deliveries list and sign take no arguments', () => {
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'no-argument-'));
+  });
+  afterAll(() => rm(dataDir, { recursive: true, force: true }));
+
+  it.each([
+    [['deliveries', 'list', 'deal_analysis'], '"deal_analysis" (one type\'s: deliveries list --type deal_analysis)'],
+    [['deliveries', 'list', 'dead'], '"dead" (deliveries in one state: deliveries list --state dead)'],
+    [['deliveries', 'list', A], `"${A}" (one conversation's delivery: conversations show ${A})`],
+    [
+      ['deliveries', 'list', 'x', 'y'],
+      '"x y" (it takes --state pending|dead|settled|all, --type T, --limit N, --json)',
+    ],
+  ])('%j names the flag', async (args, says) => {
+    const result = await runMain(args, { LOCAL_DATA_DIR: dataDir });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`webhook-gateway: deliveries list takes no arguments, got ${says}\n`);
+  });
+
+  it('sign says where the body goes', async () => {
+    const result = await runMain(['sign', '{"query":"hi"}'], {
+      WEBHOOK_SECRET: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'webhook-gateway: sign takes no arguments, got "{"query":"hi"}": the body you will send goes in --data JSON or --file PATH (or sign a status read with --status CONVERSATION_ID)\n',
+    );
+  });
+});

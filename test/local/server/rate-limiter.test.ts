@@ -54,3 +54,17 @@ describe('RateLimiter (token bucket + daily quota)', () => {
     expect(() => parseRateLimits('nope')).toThrow(/must be JSON/);
   });
 });
+
+describe('RateLimiter: the refusal names a limit of 1 in the singular', () => {
+  it('"more than 1 request/s", "daily quota of 1 request used" (they read "1 requests")', () => {
+    const now = Date.parse('2026-12-05T10:00:00Z');
+    const limiter = new RateLimiter(
+      { a: { rateLimit: 1, burstLimit: 1 }, b: { rateLimit: 5, burstLimit: 5, quotaPerDay: 1 } },
+      () => now,
+    );
+    expect(limiter.take('a').allowed).toBe(true);
+    expect(limiter.take('a')).toMatchObject({ allowed: false, reason: 'more than 1 request/s (burst 1)' });
+    expect(limiter.take('b').allowed).toBe(true);
+    expect(limiter.take('b')).toMatchObject({ allowed: false, reason: 'daily quota of 1 request used' });
+  });
+});
