@@ -21,7 +21,10 @@ import { BENCH_DIR, RESULTS_DIR, runTs } from './support/processes.ts';
 import { formatTable } from './support/table.ts';
 
 export const COST_FILE = path.join(RESULTS_DIR, 'cost.json');
-/** Issue 14's targets at agent 2.5 s, USD per 1 M conversations: the default stack and the lean profile. */
+/**
+ * The cost targets at agent 2.5 s (docs/performance.md, Current figures), USD per 1 M conversations: the default stack
+ * and the lean profile.
+ */
 const TARGET_USD = { default: 50, lean: 30 };
 
 /**

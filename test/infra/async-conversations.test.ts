@@ -21,8 +21,9 @@ import {
 import { DOMAIN_NAME, renderRequest, renderResponse } from './support/velocity.ts';
 
 /**
- * Issue 17 on AWS: Prefer: respond-async through the same integration and request mapping as a synchronous POST
- * (the accept workflow), the status route (a Lambda over the status table) and the thread table.
+ * Asynchronous starts on AWS (docs/contract.md#asynchronous-start-prefer-respond-async): Prefer: respond-async through
+ * the same integration and request mapping as a synchronous POST (the accept workflow), the status route (a Lambda over
+ * the status table) and the thread table.
  */
 let synth: Synthesized;
 let template: Template;

@@ -27,8 +27,9 @@ import {
 } from './support/synth.ts';
 import { renderRequest } from './support/velocity.ts';
 
-// Issue 5 with the defaults: signing secrets, the idempotency table, the 429s, and no API key (no sourceRateLimits).
-// The configured case (API keys, usage plans, requireSignedWebhooks) is in config.test.ts. One synthesis, no bundling.
+// Inbound trust with the defaults (docs/security.md): signing secrets, the idempotency table, the 429s, and no API key
+// (no sourceRateLimits). The configured case (API keys, usage plans, requireSignedWebhooks) is in config.test.ts. One
+// synthesis, no bundling.
 let synth: Synthesized;
 let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, Json>; DeletionPolicy?: string }>;

@@ -14,8 +14,8 @@ import { STACK_OUTPUTS } from '../../infra/webhook-gateway-stack.ts';
 import { STATEMACHINE_DIR } from '../../local/paths.ts';
 import { cfnText, DELIVERY_URL_CONTEXT, type Json, logicalId, type Synthesized, synthesize } from './support/synth.ts';
 
-// Issue 6 with the defaults: dashboard, alarms (no topic), saved queries. The alarm topic and a changed agent bound
-// are in config.test.ts. One synthesis, no bundling.
+// Monitoring with the defaults (docs/deploy.md#monitoring): dashboard, alarms (no topic), saved queries. The alarm
+// topic and a changed agent bound are in config.test.ts. One synthesis, no bundling.
 let synth: Synthesized;
 let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, Json> }>;

@@ -21,7 +21,8 @@ import {
   synthesize,
 } from './support/synth.ts';
 
-// Issue 4 on AWS: the redelivery workflow, its scheduler and the queues they work on. One synthesis, no bundling.
+// Failed deliveries on AWS (docs/operations.md): the redelivery workflow, its scheduler and the queues they work on.
+// One synthesis, no bundling.
 let synth: Synthesized;
 let template: Template;
 let resources: Record<string, { Type: string; Properties: Record<string, Json> }>;
